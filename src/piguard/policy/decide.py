@@ -1,0 +1,425 @@
+"""The decision engine: `DecisionEngine(policy).decide(request) -> Decision`, pure and total.
+
+Deny by default: an unknown purpose, role or category, a missing consent, a failed check, or any
+error inside the engine is a denial with its reasons. Allowed answers are cached per compiled
+grant, so the common decision is a few dictionary lookups and attribute reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import MappingProxyType
+
+from piguard.policy import scopes
+from piguard.policy.compiler import CompiledGrant, CompiledRule, compile_policy
+from piguard.policy.decision import (
+    CLEAR,
+    WITHHELD,
+    Decision,
+    DecisionRequest,
+    Effect,
+    Projection,
+    ProjectionKind,
+    Reason,
+    RecipientView,
+)
+from piguard.policy.masking import CLEAR as CLEAR_SPEC
+from piguard.policy.masking import WITHHELD as WITHHELD_SPEC
+from piguard.policy.model import (
+    CONSENT_STRENGTH,
+    OUTBOUND_ACTIONS,
+    Action,
+    ActorKind,
+    Basis,
+    Category,
+    Obligation,
+    Policy,
+    Purpose,
+    Requirement,
+)
+
+_CACHE_LIMIT = 4096
+_LOCAL_OBLIGATIONS = {
+    Action.COLLECT: frozenset(
+        {Obligation.AUDIT, Obligation.ENCRYPT_AT_REST, Obligation.RECORD_SOURCE}
+    ),
+    Action.UPDATE: frozenset({Obligation.AUDIT, Obligation.ENCRYPT_AT_REST}),
+    Action.READ: frozenset({Obligation.AUDIT}),
+    Action.ERASE: frozenset({Obligation.AUDIT}),
+}
+_OUTBOUND_OBLIGATIONS = frozenset({Obligation.AUDIT, Obligation.ENCRYPT_IN_TRANSIT})
+
+
+class DecisionEngine:
+    """Answers every action for every actor from one compiled policy."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self._t = compile_policy(policy)
+        self._version = policy.key
+        self._minors = policy.minors
+        self._denials: dict[tuple[Reason, ...], Decision] = {}
+        self._outbound_allowed: dict[object, Decision] = {}
+
+    def decide(self, req: DecisionRequest) -> Decision:
+        """Decide one request; never raises."""
+        try:
+            if req.actor.kind is ActorKind.RECIPIENT or req.action in OUTBOUND_ACTIONS:
+                return self._outbound(req)
+            grant = self._t.grants.get((req.actor.role, req.action, req.purpose))
+            if grant is None or grant.kind is not req.actor.kind:
+                return self._no_grant(req, req.action)
+            return self._local(grant, req)
+        except Exception:  # any failure inside the engine must still be a denial
+            return self._deny(Reason("V1", "engine_error"))
+
+    # -- local actions: collect, read, update, erase ------------------------------------------
+
+    def _local(self, g: CompiledGrant, req: DecisionRequest) -> Decision:
+        st = req.subject
+        exempt = req.exemption is not None
+        if exempt or st.closed or g.grant.needs_case_reference or g.grant.reads_held_data:
+            denial = self._special_cases(g, req)
+            if denial is not None:
+                return denial
+        if g.consent_scope is not None and not exempt:
+            denial = self._consent_denial(
+                g.consent_scope, g.consent_strength, req, g.purpose.clauses[0]
+            )
+            if denial is not None:
+                return denial
+        if (
+            req.purpose in st.restricted
+            and req.action is not Action.ERASE
+            and g.purpose.basis is not Basis.LEGAL_OBLIGATION
+        ):
+            return self._deny(Reason("R2", f"restricted:{req.purpose}"))
+        if req.source_purposes and req.purpose not in req.source_purposes:
+            denial = self._purpose_limitation(g, req)
+            if denial is not None:
+                return denial
+        withheld: frozenset[str] = frozenset()
+        for gate in g.gates:
+            if st.settings.get(gate.setting, gate.default) != gate.when:
+                continue
+            hit = (
+                set(req.categories) if gate.whole else gate.categories.intersection(req.categories)
+            )
+            if not hit:
+                continue
+            if gate.withhold and req.action is Action.READ:
+                withheld |= hit
+            else:
+                return self._deny(Reason(gate.clauses[0], f"setting:{gate.setting}"))
+        minor_spi = (
+            self._minors.all_sensitive and st.age is not None and self._minors.is_minor(st.age)
+        )
+        variant = (withheld, minor_spi, st.legal_hold, exempt)
+        key: object = (
+            req.categories
+            if variant == (frozenset(), False, False, False)
+            else (
+                req.categories,
+                *variant,
+            )
+        )
+        found = g.decisions.get(key)
+        if found is None:
+            found = self._build_local(g, req.categories, withheld, minor_spi, st.legal_hold, exempt)
+            if len(g.decisions) < _CACHE_LIMIT:
+                g.decisions[key] = found
+        return found
+
+    def _special_cases(self, g: CompiledGrant, req: DecisionRequest) -> Decision | None:
+        st = req.subject
+        if req.exemption is not None:
+            denial = self._exemption_denial(req)
+            if denial is not None:
+                return denial
+        if g.grant.needs_case_reference and not req.actor.case_reference:
+            return self._deny(Reason(g.clauses[0], "case_reference_required"))
+        if g.grant.reads_held_data and not st.legal_hold:
+            return self._deny(Reason("R4", "no_legal_hold"))
+        if st.closed and not g.grant.reads_held_data and req.action is not Action.ERASE:
+            return self._deny(Reason("R4", "account_closed"))
+        return None
+
+    def _exemption_denial(self, req: DecisionRequest) -> Decision | None:
+        exemption = self.policy.exemptions.get(req.exemption or "")
+        if exemption is None:
+            return self._deny(Reason("C8", f"unknown_exemption:{req.exemption}"))
+        if exemption.needs_case_reference and not req.actor.case_reference:
+            return self._deny(Reason("C8", "case_reference_required"))
+        return None
+
+    def _consent_denial(
+        self, scope: str, strength: int, req: DecisionRequest, clause: str
+    ) -> Decision | None:
+        st = req.subject
+        if st.guardian_objection:
+            return self._deny(Reason("M1", "guardian_objection"))
+        have = st.consents.get(scope)
+        if have is None:
+            return self._deny(Reason(clause, f"consent_required:{scope}"))
+        if CONSENT_STRENGTH[have] < strength:
+            return self._deny(Reason(clause, f"separate_consent_required:{scope}"))
+        if st.age is not None and self._minors.is_minor(st.age) and not st.guardian_consent:
+            return self._deny(Reason("M1", "guardian_consent_required"))
+        if req.purpose in st.pending_reconsent:
+            return self._deny(Reason("V2", f"reconsent_required:{req.purpose}"))
+        return None
+
+    def _purpose_limitation(self, g: CompiledGrant, req: DecisionRequest) -> Decision | None:
+        """U3: data collected for one purpose serves another only if compatible or consented."""
+        if req.action not in (Action.READ, Action.UPDATE):
+            return None
+        if g.purpose.compatible & req.source_purposes:
+            return None
+        if scopes.purpose_scope(req.purpose) in req.subject.consents:
+            return None
+        return self._deny(Reason("U3", f"purpose_limitation:{req.purpose}"))
+
+    def _build_local(
+        self,
+        g: CompiledGrant,
+        categories: tuple[str, ...],
+        withheld: frozenset[str],
+        minor_spi: bool,
+        hold: bool,
+        exempt: bool,
+    ) -> Decision:
+        if not categories and g.action is not Action.ERASE:
+            return self._not_applicable()
+        cats: list[Category] = []
+        for key in categories:
+            denial = self._category_denial(g, key)
+            if denial is not None:
+                return denial
+            cats.append(self.policy.categories[key])
+        projection: dict[str, Projection] = {}
+        if g.action is Action.READ:
+            for cat in cats:
+                projection[cat.key] = (
+                    WITHHELD if cat.key in withheld else self._local_projection(g, cat, minor_spi)
+                )
+        obligations = set(_LOCAL_OBLIGATIONS[g.action]) | g.purpose.obligations
+        if g.action is Action.COLLECT and any(c.validator for c in cats):
+            obligations.add(Obligation.RECORD_PROVENANCE)
+        if g.action is Action.ERASE and hold:
+            obligations.add(Obligation.HOLD)
+        reasons = [Reason(c, f"allow:{g.role}:{g.purpose.key}") for c in g.clauses]
+        if exempt:
+            obligations.add(Obligation.CASE_REFERENCE)
+            reasons.append(Reason("C8", "exemption"))
+        if hold and g.action is Action.ERASE:
+            reasons.append(Reason("R4", "legal_hold"))
+        return self._allow(reasons, projection, obligations)
+
+    def _category_denial(self, g: CompiledGrant, key: str) -> Decision | None:
+        cat = self.policy.categories.get(key)
+        if cat is None:
+            return self._deny(Reason("U2", f"unknown_category:{key}"))
+        if key not in g.purpose.categories:
+            return self._deny(Reason("U2", f"category_not_declared:{g.purpose.key}:{key}"))
+        if key not in g.categories:
+            return self._deny(Reason("S2", f"outside_grant:{g.role}:{key}"))
+        if g.action is Action.UPDATE and cat.immutable:
+            return self._deny(Reason("R1", f"immutable:{key}"))
+        return None
+
+    def _local_projection(self, g: CompiledGrant, cat: Category, minor_spi: bool) -> Projection:
+        if g.kind is ActorKind.SUBJECT:
+            return CLEAR
+        spec = g.grant.masks.get(cat.key)
+        if spec is None and g.kind is ActorKind.STAFF and (cat.sensitive or minor_spi):
+            spec = cat.mask
+        return _projection(spec)
+
+    # -- outbound actions: share, transfer, disclose, and recipients' queries -----------------
+
+    def _outbound(self, req: DecisionRequest) -> Decision:
+        action, rec = req.action, req.recipient
+        if req.actor.kind is ActorKind.RECIPIENT:
+            if action is not Action.READ and action is not Action.SHARE:
+                return self._deny(Reason("SH0", f"recipient_cannot:{action}"))
+            action = Action.SHARE
+            if rec is None or rec.id != req.actor.role:
+                return self._deny(Reason("SH0", "recipient_mismatch"))
+        else:
+            grant = self._t.grants.get((req.actor.role, action, req.purpose))
+            if grant is None or grant.kind is not req.actor.kind:
+                return self._no_grant(req, action)
+        if rec is None:
+            return self._deny(Reason("SH0", "recipient_missing"))
+        if not rec.registered:
+            return self._deny(Reason("SH0", f"recipient_unregistered:{rec.id}"))
+        if not rec.active:
+            return self._deny(Reason("SH0", f"recipient_terminated:{rec.id}"))
+        rules = self._t.outbound.get((action, rec.type, req.purpose))
+        if not rules:
+            if req.purpose not in self.policy.purposes:
+                return self._deny(Reason("U2", f"unknown_purpose:{req.purpose}"))
+            return self._deny(Reason("SH0", f"no_rule:{action}:{rec.type}:{req.purpose}"))
+        first: Decision | None = None
+        for rule in rules:
+            decision = self._try_rule(rule, req, rec)
+            if decision.effect is not Effect.DENY:
+                return decision
+            first = first or decision
+        assert first is not None  # noqa: S101 - rules is non-empty
+        return first
+
+    def _try_rule(self, cr: CompiledRule, req: DecisionRequest, rec: RecipientView) -> Decision:
+        rule, st = cr.rule, req.subject
+        if not req.categories:
+            return self._not_applicable()
+        for key in req.categories:
+            if key not in rule.categories:
+                return self._deny(Reason("DEF2", f"not_in_rule:{rule.id}:{key}"))
+        if st.closed and rule.basis is not Basis.LEGAL_OBLIGATION:
+            return self._deny(Reason("R4", "account_closed"))
+        exempt = req.exemption is not None
+        if exempt:
+            denial = self._exemption_denial(req)
+            if denial is not None:
+                return denial
+        for need in cr.requires:
+            failed = _requirement_failure(need, cr, req, rec)
+            if failed is not None:
+                return self._deny(failed)
+        if rule.consent_scope is not None and not exempt:
+            scope = _rule_scope(rule.consent_scope, rec, req.purpose)
+            denial = self._consent_denial(scope, cr.strength, req, rule.clauses[0])
+            if denial is not None:
+                return denial
+        cross = (req.region or rec.region) != self.policy.cross_border.home
+        if cross:
+            denial = self._cross_border_denial(req, rec)
+            if denial is not None:
+                return denial
+        flags = (cross, rec.risk_flag, exempt)
+        cache_key = (rule.id, req.purpose, req.categories, flags)
+        found = self._outbound_allowed.get(cache_key)
+        if found is None:
+            purpose = self.policy.purposes[req.purpose]
+            found = self._build_outbound(cr, purpose, req.categories, flags)
+            if len(self._outbound_allowed) < _CACHE_LIMIT:
+                self._outbound_allowed[cache_key] = found
+        return found
+
+    def _cross_border_denial(self, req: DecisionRequest, rec: RecipientView) -> Decision | None:
+        """S1/SH7: leaving the home region needs the subject's authorisation and an agreement."""
+        cb = self.policy.cross_border
+        have = req.subject.consents.get(scopes.cross_border_scope(req.purpose))
+        if have is None or CONSENT_STRENGTH[have] < CONSENT_STRENGTH[cb.consent_type]:
+            return self._deny(Reason("S1", f"cross_border_consent_required:{req.purpose}"))
+        if Requirement.AGREEMENT in cb.requires and not rec.agreement:
+            return self._deny(Reason("S1", f"cross_border_agreement_missing:{rec.id}"))
+        return None
+
+    def _build_outbound(
+        self,
+        cr: CompiledRule,
+        purpose: Purpose,
+        categories: tuple[str, ...],
+        flags: tuple[bool, bool, bool],
+    ) -> Decision:
+        cross, risk, exempt = flags
+        rule = cr.rule
+        projection = {key: _projection(rule.masks.get(key)) for key in categories}
+        obligations = set(_OUTBOUND_OBLIGATIONS) | rule.obligations | purpose.obligations
+        reasons = [Reason(c, f"allow:{rule.id}") for c in cr.clauses]
+        reasons.append(Reason("SH0", "recipient_checked"))
+        if cross:
+            obligations |= self.policy.cross_border.obligations
+            reasons.extend(Reason(c, "cross_border") for c in self.policy.cross_border.clauses)
+        if risk:
+            obligations.add(Obligation.RISK_WARNING)
+            reasons.append(Reason("TP1", "risk_flag"))
+        if exempt:
+            obligations.add(Obligation.CASE_REFERENCE)
+            reasons.append(Reason("C8", "exemption"))
+        return self._allow(reasons, projection, obligations)
+
+    # -- answers ---------------------------------------------------------------------------------
+
+    def _no_grant(self, req: DecisionRequest, action: Action) -> Decision:
+        if req.purpose not in self.policy.purposes:
+            return self._deny(
+                Reason("U2", f"unknown_purpose:{req.purpose}"), Reason("V1", "undeclared")
+            )
+        role = self._t.roles_by_key.get(req.actor.role)
+        if role is None:
+            return self._deny(Reason("S2", f"unknown_role:{req.actor.role}"))
+        if role.kind is not req.actor.kind:
+            return self._deny(Reason("S2", f"actor_kind_mismatch:{req.actor.role}"))
+        return self._deny(Reason("S2", f"no_grant:{req.actor.role}:{action}:{req.purpose}"))
+
+    def _allow(
+        self,
+        reasons: Iterable[Reason],
+        projection: dict[str, Projection],
+        obligations: set[Obligation],
+    ) -> Decision:
+        return Decision(
+            Effect.ALLOW,
+            tuple(dict.fromkeys(reasons)),
+            self._version,
+            MappingProxyType(projection),
+            frozenset(obligations),
+        )
+
+    def _deny(self, *reasons: Reason) -> Decision:
+        found = self._denials.get(reasons)
+        if found is None:
+            found = Decision(Effect.DENY, reasons, self._version)
+            if len(self._denials) < _CACHE_LIMIT:
+                self._denials[reasons] = found
+        return found
+
+    def _not_applicable(self) -> Decision:
+        return Decision(
+            Effect.NOT_APPLICABLE, (Reason("V1", "no_personal_information"),), self._version
+        )
+
+
+def _projection(spec: str | None) -> Projection:
+    if spec is None or spec == CLEAR_SPEC:
+        return CLEAR
+    if spec == WITHHELD_SPEC:
+        return WITHHELD
+    return Projection(ProjectionKind.MASKED, spec)
+
+
+def _rule_scope(kind: str, rec: RecipientView, purpose: str) -> str:
+    if kind == "recipient":
+        return scopes.recipient_scope(rec.id, purpose)
+    if kind == "recipient_type":
+        return scopes.recipient_type_scope(rec.type, purpose)
+    if kind == "transfer":
+        return scopes.transfer_scope(rec.id)
+    return scopes.disclose_scope(purpose)
+
+
+def _requirement_failure(
+    need: Requirement, cr: CompiledRule, req: DecisionRequest, rec: RecipientView
+) -> Reason | None:
+    """The reason a rule's precondition fails, or None when it holds (SH0, SH4, SH6, T1, D1)."""
+    clause = cr.rule.clauses[0]
+    if need is Requirement.ASSESSMENT and not rec.assessed:
+        return Reason("SH0", f"assessment_missing:{rec.id}")
+    if need is Requirement.AGREEMENT and not rec.agreement:
+        return Reason("SH0", f"agreement_missing:{rec.id}")
+    if need is Requirement.CASE_REFERENCE and not req.actor.case_reference:
+        return Reason(clause, "case_reference_required")
+    if need is Requirement.AUTHORISATION:
+        grant = req.subject.authorisations.get(rec.id)
+        if grant is None or not grant.covers(req.categories, req.at):
+            return Reason("R2", f"authorisation_missing:{rec.id}")
+    if need is Requirement.SUCCESSOR_BOUND and not rec.bound_policy:
+        return Reason("T1", f"successor_not_bound:{rec.id}")
+    if need is Requirement.MASKED_ONLY:
+        for key in req.categories:
+            if cr.rule.masks.get(key, CLEAR_SPEC) == CLEAR_SPEC:
+                return Reason("D1", f"unmasked_disclosure:{key}")
+    return None

@@ -1,0 +1,184 @@
+"""The privacy notice a subject reads, built from the policy in Chinese or English (V3, P3).
+
+Every clause of the policy appears, in the order of its sections; clauses marked prominent are
+highlighted (P3). Appendices list what PIPL17 asks a notice to name: the controller and contact,
+each purpose with its categories, basis and retention, the recipients, and how to use each right.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from piguard.kernel.text import Lang, LocalText
+from piguard.policy.model import Basis, Policy
+
+SECTION_TITLES: dict[str, LocalText] = {
+    "preamble": LocalText("引言", "Preamble"),
+    "collection": LocalText("一、我们如何收集个人信息", "1. How we collect personal information"),
+    "cookies": LocalText(
+        "二、我们如何使用Cookie、网络Beacon和同类技术",
+        "2. How we use cookies, web beacons and similar technologies",
+    ),
+    "storage": LocalText(
+        "三、我们如何存储和保护个人信息", "3. How we store and protect personal information"
+    ),
+    "use": LocalText("四、我们如何使用个人信息", "4. How we use personal information"),
+    "sharing": LocalText(
+        "五、我们如何共享、转让、公开披露个人信息",
+        "5. How we share, transfer and publicly disclose personal information",
+    ),
+    "rights": LocalText(
+        "六、您如何访问和管理自己的个人信息", "6. How you access and control your information"
+    ),
+    "third_parties": LocalText("七、第三方服务", "7. Third-party services"),
+    "minors": LocalText("八、未成年人的个人信息保护", "8. Minors' personal information"),
+    "revisions": LocalText("九、本政策的适用及更新", "9. Scope and revisions of this policy"),
+    "definitions": LocalText("十、定义", "10. Definitions"),
+}
+_BASIS = {
+    Basis.CONSENT: LocalText("您的同意", "your consent"),
+    Basis.CONTRACT: LocalText("履行与您的合同所必需", "necessary for our contract with you"),
+    Basis.LEGAL_OBLIGATION: LocalText("法定义务", "legal obligation"),
+    Basis.EXEMPTION: LocalText("法定例外情形", "a statutory exemption"),
+}
+_LABELS = {
+    "key": LocalText("重要", "Key clause"),
+    "version": LocalText("版本", "Version"),
+    "effective": LocalText("生效日期", "In force from"),
+    "controller": LocalText("个人信息处理者及联系方式", "Controller and contact"),
+    "purposes": LocalText("附录一：使用目的", "Appendix 1: purposes"),
+    "basis": LocalText("依据", "Basis"),
+    "categories": LocalText("信息类别", "Categories"),
+    "retention": LocalText("保存期限", "Retention"),
+    "refusal": LocalText("拒绝的后果", "If you refuse"),
+    "recipients": LocalText("附录二：关联公司及接收方", "Appendix 2: affiliates and recipients"),
+    "rights": LocalText("附录三：如何行使您的权利", "Appendix 3: how to use your rights"),
+    "deadline": LocalText(
+        "验证身份后{working_days}个工作日内处理，最长不超过{cap_days}日",
+        "handled within {working_days} working days of verification, {cap_days} days at most",
+    ),
+    "optional": LocalText(
+        "可选服务，拒绝不影响支付", "optional service; refusing never affects payment"
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeItem:
+    clause: str
+    title: str
+    text: str
+    prominent: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeSection:
+    key: str
+    title: str
+    items: tuple[NoticeItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A notice in one language: sections of clauses, then the generated appendices as lines."""
+
+    lang: Lang
+    title: str
+    version: str
+    effective: str
+    controller: str
+    sections: tuple[NoticeSection, ...]
+    appendices: tuple[tuple[str, tuple[str, ...]], ...]
+
+    @property
+    def clause_ids(self) -> tuple[str, ...]:
+        return tuple(item.clause for s in self.sections for item in s.items)
+
+
+def build_notice(policy: Policy, lang: Lang) -> Notice:
+    """The whole notice of a policy in one language."""
+    grouped: dict[str, list[NoticeItem]] = {}
+    for clause in policy.clauses.values():
+        grouped.setdefault(clause.section, []).append(
+            NoticeItem(clause.id, clause.title.in_(lang), clause.text.in_(lang), clause.prominent)
+        )
+    sections = tuple(
+        NoticeSection(key, _section_title(key, lang), tuple(items))
+        for key, items in grouped.items()
+    )
+    c = policy.controller
+    return Notice(
+        lang=lang,
+        title=policy.title.in_(lang),
+        version=policy.version,
+        effective=policy.effective,
+        controller=f"{c.name.in_(lang)} — {c.contact.in_(lang)}",
+        sections=sections,
+        appendices=(
+            (_LABELS["purposes"].in_(lang), _purpose_lines(policy, lang)),
+            (_LABELS["recipients"].in_(lang), _recipient_lines(policy, lang)),
+            (_LABELS["rights"].in_(lang), _right_lines(policy, lang)),
+        ),
+    )
+
+
+def _section_title(key: str, lang: Lang) -> str:
+    title = SECTION_TITLES.get(key)
+    return title.in_(lang) if title else key
+
+
+def _purpose_lines(policy: Policy, lang: Lang) -> tuple[str, ...]:
+    lines = []
+    for p in policy.purposes.values():
+        cats = "、" if lang == "zh" else ", "
+        names = cats.join(policy.categories[c].label.in_(lang) for c in p.required + p.optional)
+        optional = f" ({_LABELS['optional'].in_(lang)})" if p.optional_service else ""
+        lines.append(
+            f"**{p.label.in_(lang)}**{optional}: {p.description.in_(lang)} "
+            f"{_LABELS['basis'].in_(lang)}: {_BASIS[p.basis].in_(lang)}; "
+            f"{_LABELS['categories'].in_(lang)}: {names or '-'}; "
+            f"{_LABELS['retention'].in_(lang)}: {p.retention.label.in_(lang)}; "
+            f"{_LABELS['refusal'].in_(lang)}: {p.refusal.in_(lang)}"
+        )
+    return tuple(lines)
+
+
+def _recipient_lines(policy: Policy, lang: Lang) -> tuple[str, ...]:
+    return tuple(
+        f"**{r.name.in_(lang)}** ({policy.recipient_types[r.type].label.in_(lang)}, "
+        f"{policy.regions[r.region].label.in_(lang)})"
+        for r in policy.recipients.values()
+    )
+
+
+def _right_lines(policy: Policy, lang: Lang) -> tuple[str, ...]:
+    deadline = _LABELS["deadline"]
+    return tuple(
+        f"**{r.label.in_(lang)}**: "
+        + deadline.format(working_days=r.sla.working_days, cap_days=r.sla.cap_days).in_(lang)
+        + f". {r.closing.in_(lang)}"
+        for r in policy.rights.values()
+    )
+
+
+def render_markdown(notice: Notice) -> str:
+    """Markdown of a notice; prominent clauses are bold and flagged (P3)."""
+    flag = _LABELS["key"].in_(notice.lang)
+    out = [
+        f"# {notice.title}",
+        "",
+        f"{_LABELS['version'].in_(notice.lang)}: {notice.version} · "
+        f"{_LABELS['effective'].in_(notice.lang)}: {notice.effective}",
+        "",
+        f"{_LABELS['controller'].in_(notice.lang)}: {notice.controller}",
+    ]
+    for section in notice.sections:
+        out += ["", f"## {section.title}"]
+        for item in section.items:
+            if item.prominent:
+                out += ["", f"### ⚠ [{item.clause}] {item.title} ({flag})", "", f"**{item.text}**"]
+            else:
+                out += ["", f"### [{item.clause}] {item.title}", "", item.text]
+    for title, lines in notice.appendices:
+        out += ["", f"## {title}", ""] + [f"- {line}" for line in lines]
+    return "\n".join(out) + "\n"
