@@ -1,4 +1,4 @@
-"""The pure policy core: model, language, compiler, decision engine, masking, notice, diff, coverage.
+"""The pure policy core: model, language, compiler, decisions, masking, notice, diff, coverage.
 
 Nothing in this package does I/O except `language.load_policy`, which reads one file.
 """
