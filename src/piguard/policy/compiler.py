@@ -141,12 +141,15 @@ def compile_policy(policy: Policy) -> Tables:
 def _gates_for(
     policy: Policy, action: Action, purpose: str, categories: frozenset[str]
 ) -> tuple[GateCheck, ...]:
+    """The gates that can touch a grant: purposes pick the requests, categories what is hit."""
     found: list[GateCheck] = []
     for setting in policy.settings.values():
         for gate in setting.gates:
             if action not in gate.actions:
                 continue
-            whole = purpose in gate.purposes
+            if gate.purposes and purpose not in gate.purposes:
+                continue
+            whole = not gate.categories
             touched = gate.categories & categories
             if whole or touched:
                 found.append(

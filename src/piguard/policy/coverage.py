@@ -41,14 +41,14 @@ class CoverageReport:
         return tuple(r.clause for r in self.rows if not r.tests)
 
 
-def test_prefix(clause: str) -> str:
+def clause_test_prefix(clause: str) -> str:
     """`C2.3` → `c2_3`: how a clause ID starts a test name."""
     return clause.lower().replace(".", "_")
 
 
 def clauses_named_by(test_name: str, known: Iterable[str]) -> tuple[str, ...]:
     """The clause IDs a test name starts with: `test_sh6_r2_x` → (SH6, R2)."""
-    by_prefix = {test_prefix(c): c for c in known}
+    by_prefix = {clause_test_prefix(c): c for c in known}
     rest = test_name.removeprefix("test_")
     found: list[str] = []
     while rest:

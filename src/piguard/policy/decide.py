@@ -48,6 +48,7 @@ _LOCAL_OBLIGATIONS = {
     Action.ERASE: frozenset({Obligation.AUDIT}),
 }
 _OUTBOUND_OBLIGATIONS = frozenset({Obligation.AUDIT, Obligation.ENCRYPT_IN_TRANSIT})
+_PLAIN = (frozenset[str](), False, False, False)
 
 
 class DecisionEngine:
@@ -82,6 +83,28 @@ class DecisionEngine:
             denial = self._special_cases(g, req)
             if denial is not None:
                 return denial
+        checked = self._purpose_checks(g, req, exempt)
+        if isinstance(checked, Decision):
+            return checked
+        withheld = checked
+        minor_spi = (
+            self._minors.all_sensitive and st.age is not None and self._minors.is_minor(st.age)
+        )
+        variant = (withheld, minor_spi, st.legal_hold, exempt)
+        key: object = req.categories if variant == _PLAIN else (req.categories, *variant)
+        found = g.decisions.get(key)
+        if found is None:
+            found = self._build_local(g, req.categories, withheld, minor_spi, st.legal_hold, exempt)
+            if len(g.decisions) < _CACHE_LIMIT:
+                g.decisions[key] = found
+        return found
+
+    def _purpose_checks(
+        self, g: CompiledGrant, req: DecisionRequest, exempt: bool
+    ) -> Decision | frozenset[str]:
+        """What the purpose itself demands (consent, restriction, U3, settings): a denial, or
+        the categories that settings withhold from a read."""
+        st = req.subject
         if g.consent_scope is not None and not exempt:
             denial = self._consent_denial(
                 g.consent_scope, g.consent_strength, req, g.purpose.clauses[0]
@@ -111,24 +134,7 @@ class DecisionEngine:
                 withheld |= hit
             else:
                 return self._deny(Reason(gate.clauses[0], f"setting:{gate.setting}"))
-        minor_spi = (
-            self._minors.all_sensitive and st.age is not None and self._minors.is_minor(st.age)
-        )
-        variant = (withheld, minor_spi, st.legal_hold, exempt)
-        key: object = (
-            req.categories
-            if variant == (frozenset(), False, False, False)
-            else (
-                req.categories,
-                *variant,
-            )
-        )
-        found = g.decisions.get(key)
-        if found is None:
-            found = self._build_local(g, req.categories, withheld, minor_spi, st.legal_hold, exempt)
-            if len(g.decisions) < _CACHE_LIMIT:
-                g.decisions[key] = found
-        return found
+        return withheld
 
     def _special_cases(self, g: CompiledGrant, req: DecisionRequest) -> Decision | None:
         st = req.subject
@@ -249,6 +255,11 @@ class DecisionEngine:
             grant = self._t.grants.get((req.actor.role, action, req.purpose))
             if grant is None or grant.kind is not req.actor.kind:
                 return self._no_grant(req, action)
+            checked = self._purpose_checks(grant, req, req.exemption is not None)
+            if isinstance(checked, Decision):
+                return checked
+            if checked:
+                return self._deny(Reason("DEF2", "withheld_by_setting"))
         if rec is None:
             return self._deny(Reason("SH0", "recipient_missing"))
         if not rec.registered:
@@ -392,6 +403,8 @@ def _projection(spec: str | None) -> Projection:
 
 
 def _rule_scope(kind: str, rec: RecipientView, purpose: str) -> str:
+    if kind == "purpose":
+        return scopes.purpose_scope(purpose)
     if kind == "recipient":
         return scopes.recipient_scope(rec.id, purpose)
     if kind == "recipient_type":

@@ -22,6 +22,7 @@ from piguard.policy.model import (
 )
 
 Key = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$", max_length=120)]
+PolicyId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)]
 ClauseId = Annotated[str, StringConstraints(pattern=r"^[A-Z]+[0-9]*(\.[0-9]+)*$", max_length=16)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
 Clauses = Annotated[list[ClauseId], Field(min_length=1)]
@@ -41,6 +42,10 @@ class ControllerDoc(Strict):
     name: TextDoc
     contact: TextDoc
     hotline: NonEmpty
+
+
+class SectionDoc(Strict):
+    title: TextDoc
 
 
 class ClauseDoc(Strict):
@@ -152,7 +157,9 @@ class OutboundDoc(Strict):
     recipient_types: list[Key] = []
     categories: list[Key] | Wildcard = "*"
     basis: Basis
-    consent_scope: Literal["recipient", "recipient_type", "transfer", "disclose"] | None = None
+    consent_scope: (
+        Literal["purpose", "recipient", "recipient_type", "transfer", "disclose"] | None
+    ) = None
     consent_type: ConsentType = ConsentType.REGULAR
     requires: list[Requirement] = []
     masks: dict[Key, NonEmpty] = {}
@@ -235,13 +242,14 @@ class WindDownDoc(Strict):
 class PolicyDoc(Strict):
     """The whole file."""
 
-    id: Key
+    id: PolicyId
     version: NonEmpty
     profile: Literal["base", "pipl"] = "base"
     title: TextDoc
     published: NonEmpty
     effective: NonEmpty
     controller: ControllerDoc
+    sections: dict[Key, SectionDoc]
     clauses: dict[ClauseId, ClauseDoc]
     categories: dict[Key, CategoryDoc]
     purposes: dict[Key, PurposeDoc]

@@ -165,6 +165,9 @@ def _cited(node: object, path: str) -> Iterator[tuple[str, str]]:
 
 
 def _clause_problems(doc: d.PolicyDoc) -> Iterator[Problem]:
+    for key, entry in doc.clauses.items():
+        if entry.section not in doc.sections:
+            yield _unknown(f"clauses.{key}.section", "section", entry.section, doc.sections)
     for where, clause in _cited(doc, ""):
         if clause not in doc.clauses:
             yield where, f"cites clause {clause!r}, which the clauses section lacks", None
@@ -302,6 +305,7 @@ def _build(doc: d.PolicyDoc) -> m.Policy:
         controller=m.Controller(
             _text(doc.controller.name), _text(doc.controller.contact), doc.controller.hotline
         ),
+        sections={k: _text(sec.title) for k, sec in doc.sections.items()},
         clauses={k: _clause(k, c) for k, c in doc.clauses.items()},
         categories={k: _category(k, c) for k, c in doc.categories.items()},
         purposes={k: _purpose(k, p) for k, p in doc.purposes.items()},

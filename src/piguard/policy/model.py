@@ -424,6 +424,7 @@ class Policy:
     published: str
     effective: str
     controller: Controller
+    sections: Mapping[str, LocalText]
     clauses: Mapping[str, Clause]
     categories: Mapping[str, Category]
     purposes: Mapping[str, Purpose]

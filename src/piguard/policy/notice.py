@@ -12,29 +12,6 @@ from dataclasses import dataclass
 from piguard.kernel.text import Lang, LocalText
 from piguard.policy.model import Basis, Policy
 
-SECTION_TITLES: dict[str, LocalText] = {
-    "preamble": LocalText("引言", "Preamble"),
-    "collection": LocalText("一、我们如何收集个人信息", "1. How we collect personal information"),
-    "cookies": LocalText(
-        "二、我们如何使用Cookie、网络Beacon和同类技术",
-        "2. How we use cookies, web beacons and similar technologies",
-    ),
-    "storage": LocalText(
-        "三、我们如何存储和保护个人信息", "3. How we store and protect personal information"
-    ),
-    "use": LocalText("四、我们如何使用个人信息", "4. How we use personal information"),
-    "sharing": LocalText(
-        "五、我们如何共享、转让、公开披露个人信息",
-        "5. How we share, transfer and publicly disclose personal information",
-    ),
-    "rights": LocalText(
-        "六、您如何访问和管理自己的个人信息", "6. How you access and control your information"
-    ),
-    "third_parties": LocalText("七、第三方服务", "7. Third-party services"),
-    "minors": LocalText("八、未成年人的个人信息保护", "8. Minors' personal information"),
-    "revisions": LocalText("九、本政策的适用及更新", "9. Scope and revisions of this policy"),
-    "definitions": LocalText("十、定义", "10. Definitions"),
-}
 _BASIS = {
     Basis.CONSENT: LocalText("您的同意", "your consent"),
     Basis.CONTRACT: LocalText("履行与您的合同所必需", "necessary for our contract with you"),
@@ -97,14 +74,15 @@ class Notice:
 
 def build_notice(policy: Policy, lang: Lang) -> Notice:
     """The whole notice of a policy in one language."""
-    grouped: dict[str, list[NoticeItem]] = {}
+    grouped: dict[str, list[NoticeItem]] = {key: [] for key in policy.sections}
     for clause in policy.clauses.values():
-        grouped.setdefault(clause.section, []).append(
+        grouped[clause.section].append(
             NoticeItem(clause.id, clause.title.in_(lang), clause.text.in_(lang), clause.prominent)
         )
     sections = tuple(
-        NoticeSection(key, _section_title(key, lang), tuple(items))
+        NoticeSection(key, policy.sections[key].in_(lang), tuple(items))
         for key, items in grouped.items()
+        if items
     )
     c = policy.controller
     return Notice(
@@ -120,11 +98,6 @@ def build_notice(policy: Policy, lang: Lang) -> Notice:
             (_LABELS["rights"].in_(lang), _right_lines(policy, lang)),
         ),
     )
-
-
-def _section_title(key: str, lang: Lang) -> str:
-    title = SECTION_TITLES.get(key)
-    return title.in_(lang) if title else key
 
 
 def _purpose_lines(policy: Policy, lang: Lang) -> tuple[str, ...]:
