@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     dev: bool = False
     var_dir: Path = Path("var")
     database_url: str | None = None
+    keystore_url: str | None = None
     master_key: SecretStr | None = None
     key_file: Path | None = None
     policy_file: Path | None = None
@@ -50,6 +51,10 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.var_dir / 'piguard.db'}"
+
+    @property
+    def resolved_keystore_url(self) -> str:
+        return self.keystore_url or f"sqlite:///{self.var_dir / 'keystore.db'}"
 
     @property
     def resolved_key_file(self) -> Path:

@@ -64,11 +64,17 @@ class Reason:
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who asks. `role` is a policy role key, or the recipient id for a recipient actor."""
+    """Who asks. `role` is a policy role key, or the recipient id for a recipient actor;
+    `principal` names the caller (an API key id) for the audit log and never affects a decision."""
 
     kind: ActorKind
     role: str
     case_reference: str | None = None
+    principal: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:{self.role}" + (f":{self.principal}" if self.principal else "")
 
 
 @dataclass(frozen=True, slots=True)

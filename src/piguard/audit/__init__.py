@@ -1,0 +1,1 @@
+"""The tamper-evident audit log (clause S2): hash chain, signed checkpoints, verification."""

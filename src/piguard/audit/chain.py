@@ -1,0 +1,254 @@
+"""The audit chain: entries hash-linked in order, built in memory before a repository stores them.
+
+Each entry's hash is SHA-256 over the previous entry's hash and a canonical encoding of every other
+field, so changing, dropping or moving a stored entry breaks the chain at that entry (clause S2).
+The canonical encoding is JSON with sorted keys, separators `,` `:`, UTF-8: anyone can recompute it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Final, cast
+
+from piguard.kernel.errors import InvalidInput
+from piguard.kernel.text import LocalText
+
+GENESIS: Final = "0" * 64
+"""The `prev_hash` of the first entry."""
+EFFECTS: Final = frozenset({"allow", "deny", "not_applicable"})
+COLUMNS: Final = (
+    "seq", "at", "actor", "action", "purpose", "subject", "categories",
+    "effect", "clauses", "policy_version", "detail", "prev_hash", "hash",
+)  # fmt: skip
+"""Column order of a stored row (`Row`)."""
+
+Row = tuple[int, str, str, str, str, str, str, str, str, str, str, str, str]
+"""A stored entry in `COLUMNS` order; `categories` and `clauses` comma-joined (`"a,b"`, `""`)."""
+
+_AT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00")
+_CODE = re.compile(r"[A-Za-z0-9_.:-]{0,64}")
+_HASH = re.compile(r"[0-9a-f]{64}")
+_MAX_TEXT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One audited access. Invariant: no personal information, only ids, keys and codes."""
+
+    seq: int
+    at: str
+    actor: str
+    action: str
+    purpose: str
+    subject: str
+    categories: tuple[str, ...]
+    effect: str
+    clauses: tuple[str, ...]
+    policy_version: str
+    detail: str
+    prev_hash: str
+    hash: str
+
+    def as_row(self) -> Row:
+        """The values to store, in `COLUMNS` order."""
+        return (
+            self.seq, self.at, self.actor, self.action, self.purpose, self.subject,
+            ",".join(self.categories), self.effect, ",".join(self.clauses),
+            self.policy_version, self.detail, self.prev_hash, self.hash,
+        )  # fmt: skip
+
+    @classmethod
+    def from_row(cls, row: Row) -> AuditEntry:
+        seq, at, actor, action, purpose, subject, cats, effect, clauses, pv, detail, prev, h = row
+        return cls(
+            seq, at, actor, action, purpose, subject, split_keys(cats), effect,
+            split_keys(clauses), pv, detail, prev, h,
+        )  # fmt: skip
+
+
+def split_keys(joined: str) -> tuple[str, ...]:
+    """The keys of a stored comma-joined column (`""` is no key)."""
+    return tuple(joined.split(",")) if joined else ()
+
+
+def format_at(moment: datetime) -> str:
+    """The `at` form of an aware datetime: ISO-8601 in UTC with microseconds."""
+    if moment.tzinfo is None:
+        raise ValueError("audit times must be aware datetimes")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def is_link_hash(value: object) -> bool:
+    """True for a chain hash: 64 lower-case hex digits."""
+    return isinstance(value, str) and _HASH.fullmatch(value) is not None
+
+
+def canonical_bytes(
+    *,
+    seq: int,
+    at: str,
+    actor: str,
+    action: str,
+    purpose: str,
+    subject: str,
+    categories: Sequence[str],
+    effect: str,
+    clauses: Sequence[str],
+    policy_version: str,
+    detail: str,
+    prev_hash: str,
+) -> bytes:
+    """The reference encoding of every field but `hash`: sorted-key compact JSON in UTF-8."""
+    if isinstance(categories, str) or isinstance(clauses, str):
+        raise TypeError("categories and clauses are sequences of keys, not strings")
+    body = {
+        "seq": seq, "at": at, "actor": actor, "action": action, "purpose": purpose,
+        "subject": subject, "categories": list(categories), "effect": effect,
+        "clauses": list(clauses), "policy_version": policy_version, "detail": detail,
+        "prev_hash": prev_hash,
+    }  # fmt: skip
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8")
+
+
+def link_hash(prev_hash: str, canonical: bytes) -> str:
+    """Hex SHA-256 over the previous hash and the canonical bytes of an entry."""
+    return hashlib.sha256(prev_hash.encode("utf-8") + canonical).hexdigest()
+
+
+def _quoted(joined: str) -> str:
+    return '"' + joined.replace(",", '","') + '"' if joined else ""
+
+
+def _invalid(field: str, allowed: str) -> InvalidInput:
+    return InvalidInput(
+        LocalText(f"审计记录字段 {field} 无效", f"invalid audit entry field {field}"),
+        field=field,
+        allowed=allowed,
+    )
+
+
+def _clean(value: object, limit: int) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) <= limit
+        and value.isprintable()
+        and '"' not in value
+        and "\\" not in value
+    )
+
+
+def _text(field: str, value: object, *, required: bool = True) -> str:
+    if not _clean(value, _MAX_TEXT) or (required and not value):
+        raise _invalid(field, f"printable text without quotes or backslashes, 1-{_MAX_TEXT} chars")
+    return cast(str, value)
+
+
+@lru_cache(maxsize=1024)
+def _joined_keys(keys: tuple[str, ...]) -> str | None:
+    """The keys comma-joined when each is non-empty, clean and comma-free (memoised: few sets)."""
+    if not all(isinstance(key, str) and key and "," not in key for key in keys):
+        return None
+    joined = ",".join(keys)
+    return joined if _clean(joined, 4 * _MAX_TEXT) else None
+
+
+def _keys(field: str, value: object) -> tuple[tuple[str, ...], str]:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise _invalid(field, "a sequence of keys")
+    keys = value if type(value) is tuple else tuple(value)
+    try:
+        joined = _joined_keys(keys)
+    except TypeError:  # an unhashable key
+        joined = None
+    if joined is None:
+        raise _invalid(field, "non-empty keys without commas, quotes or backslashes")
+    return keys, joined
+
+
+def _effect(value: object) -> str:
+    if not isinstance(value, str) or value not in EFFECTS:
+        raise _invalid("effect", "allow, deny or not_applicable")
+    return value
+
+
+def _match(field: str, value: object, pattern: re.Pattern[str], allowed: str) -> str:
+    if not isinstance(value, str) or pattern.fullmatch(value) is None:
+        raise _invalid(field, allowed)
+    return value
+
+
+class ChainBuilder:
+    """Computes seq and hashes of the next entries after a known head (last_seq, last_hash).
+
+    Invariant: the entries it returns are gapless and linked. A repository inserts a batch in one
+    transaction; a unique `seq` makes a concurrent writer's batch fail rather than fork the chain.
+    """
+
+    __slots__ = ("_last_hash", "_last_seq")
+
+    def __init__(self, last_seq: int = 0, last_hash: str = GENESIS) -> None:
+        if isinstance(last_seq, bool) or not isinstance(last_seq, int) or last_seq < 0:
+            raise _invalid("last_seq", "an integer >= 0")
+        if not is_link_hash(last_hash) or (last_seq == 0 and last_hash != GENESIS):
+            raise _invalid("last_hash", "64 lower-case hex digits; GENESIS when last_seq is 0")
+        self._last_seq = last_seq
+        self._last_hash = last_hash
+
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    @property
+    def last_hash(self) -> str:
+        return self._last_hash
+
+    def append(
+        self,
+        *,
+        at: str,
+        actor: str,
+        action: str,
+        purpose: str,
+        subject: str,
+        categories: Sequence[str],
+        effect: str,
+        clauses: Sequence[str],
+        policy_version: str,
+        detail: str,
+    ) -> AuditEntry:
+        """Validate the fields and return the next linked entry (the head moves past it).
+
+        Fields are ids, keys and codes, never personal values: printable, no quotes, backslashes or
+        control characters, keys without commas. A bad field raises InvalidInput naming it and
+        leaves the head where it was.
+        """
+        cats, cats_text = _keys("categories", categories)
+        clauses_t, clauses_text = _keys("clauses", clauses)
+        seq, prev = self._last_seq + 1, self._last_hash
+        at = _match("at", at, _AT, "ISO-8601 UTC with microseconds, e.g. from format_at()")
+        actor, action = _text("actor", actor), _text("action", action)
+        purpose = _text("purpose", purpose, required=False)
+        subject = _text("subject", subject, required=False)
+        effect, pv = _effect(effect), _text("policy_version", policy_version)
+        detail = _match("detail", detail, _CODE, "a short code: [A-Za-z0-9_.:-], 0-64 chars")
+        # prev + canonical_bytes(...): validated fields need no escaping. The verifier inlines the
+        # same template; tests pin the three encodings together.
+        digest = hashlib.sha256(
+            f'{prev}{{"action":"{action}","actor":"{actor}","at":"{at}",'
+            f'"categories":[{_quoted(cats_text)}],"clauses":[{_quoted(clauses_text)}],'
+            f'"detail":"{detail}","effect":"{effect}","policy_version":"{pv}",'
+            f'"prev_hash":"{prev}","purpose":"{purpose}","seq":{seq},"subject":"{subject}"}}'.encode()
+        ).hexdigest()
+        entry = AuditEntry(
+            seq, at, actor, action, purpose, subject, cats, effect, clauses_t, pv, detail,
+            prev, digest,
+        )  # fmt: skip
+        self._last_seq, self._last_hash = seq, digest
+        return entry

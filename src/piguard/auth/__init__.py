@@ -1,0 +1,1 @@
+"""API keys for platform services, staff and authorities, each bound to a policy role."""

@@ -1,0 +1,217 @@
+"""The consent ledger and settings service: append-only events, each checked and audited.
+
+Recording a choice is itself processing (purpose `consent_management` in the policy), so it goes
+through the enforcement point like every other use. A grant names the policy version and the hash
+of the notice the subject saw; a receipt per event is available as Kantara Consent Receipt v1.1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from piguard.consent.model import (
+    ConsentEvent,
+    ConsentEventKind,
+    SettingEvent,
+    current_consents,
+    current_settings,
+    kantara_receipt,
+)
+from piguard.consent.repository import ConsentRepository
+from piguard.db.uow import UnitOfWork
+from piguard.enforcement import Enforcer
+from piguard.kernel.clock import Clock
+from piguard.kernel.errors import InvalidInput, NotFound
+from piguard.kernel.ids import new_id
+from piguard.kernel.text import Lang, LocalText
+from piguard.policy import scopes
+from piguard.policy.decision import Actor, DecisionRequest
+from piguard.policy.model import Action, ConsentType, Policy
+from piguard.vault.repository import VaultRepository
+from piguard.vault.service import VaultService
+
+PURPOSE = "consent_management"
+CATEGORY = ("user.account.privacy_choices",)
+CHANNELS = frozenset({"app", "web", "api", "sms", "phone", "counter", "letter"})
+METHODS = frozenset({"checkbox", "in_context", "agreement", "sms_reply", "api", "verbal", "paper"})
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """How a choice was collected: channel, method and evidence (a reference, never PI)."""
+
+    channel: str = "api"
+    method: str = "api"
+    evidence: str = ""
+
+
+class ConsentService:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        policy: Policy,
+        enforcer: Enforcer,
+        vault: VaultService,
+        notice_hash: str,
+        clock: Clock,
+    ) -> None:
+        self._sessions = sessions
+        self._policy = policy
+        self._enforcer = enforcer
+        self._vault = vault
+        self._notice_hash = notice_hash
+        self._clock = clock
+
+    def grant(
+        self,
+        actor: Actor,
+        subject_id: str,
+        scope: str,
+        consent_type: ConsentType = ConsentType.REGULAR,
+        how: Provenance = Provenance(),
+    ) -> ConsentEvent:
+        return self._record(actor, subject_id, ConsentEventKind.GRANT, scope, consent_type, how)
+
+    def withdraw(
+        self, actor: Actor, subject_id: str, scope: str, how: Provenance = Provenance()
+    ) -> ConsentEvent:
+        """Withdrawal is as easy as the grant and takes effect for every later decision."""
+        return self._record(
+            actor, subject_id, ConsentEventKind.WITHDRAW, scope, ConsentType.REGULAR, how
+        )
+
+    def history(
+        self, actor: Actor, subject_id: str
+    ) -> tuple[list[ConsentEvent], dict[str, ConsentType]]:
+        with UnitOfWork(self._sessions) as uow:
+            self._check(uow.session, actor, subject_id, Action.READ, write=False)
+            events = ConsentRepository(uow.session).events(subject_id)
+        return events, current_consents(events)
+
+    def receipt(
+        self, actor: Actor, subject_id: str, event_id: str, lang: Lang = "zh"
+    ) -> dict[str, object]:
+        with UnitOfWork(self._sessions) as uow:
+            self._check(uow.session, actor, subject_id, Action.READ, write=False)
+            event = ConsentRepository(uow.session).event(subject_id, event_id)
+        if event is None:
+            raise NotFound(LocalText("没有该同意记录", "no such consent event"), field="event_id")
+        return kantara_receipt(event, self._policy, lang)
+
+    def settings(self, actor: Actor, subject_id: str) -> dict[str, bool]:
+        with UnitOfWork(self._sessions) as uow:
+            self._check(uow.session, actor, subject_id, Action.READ, write=False)
+            return current_settings(
+                self._policy, ConsentRepository(uow.session).settings(subject_id)
+            )
+
+    def change_settings(
+        self, actor: Actor, subject_id: str, changes: dict[str, bool], channel: str = "api"
+    ) -> dict[str, bool]:
+        """Change some settings at once (C2.3, C4, C7(2), U1); all or nothing."""
+        unknown = sorted(set(changes) - set(self._policy.settings))
+        if unknown or not changes:
+            raise InvalidInput(
+                LocalText(f"未知的设置：{unknown}", f"unknown settings: {unknown}"),
+                field=unknown[0] if unknown else "settings",
+                allowed=", ".join(self._policy.settings),
+            )
+        _check_choice("channel", channel, CHANNELS)
+        with UnitOfWork(self._sessions) as uow:
+            self._check(uow.session, actor, subject_id, Action.UPDATE, write=True)
+            repo = ConsentRepository(uow.session)
+            now = self._clock.now()
+            for key, value in changes.items():
+                repo.add_setting(SettingEvent(subject_id, key, bool(value), channel, now))
+            uow.session.flush()
+            state = current_settings(self._policy, repo.settings(subject_id))
+            uow.commit()
+        return state
+
+    def _record(
+        self,
+        actor: Actor,
+        subject_id: str,
+        kind: ConsentEventKind,
+        scope: str,
+        consent_type: ConsentType,
+        how: Provenance,
+    ) -> ConsentEvent:
+        self._validate_scope(scope)
+        _check_choice("channel", how.channel, CHANNELS)
+        _check_choice("method", how.method, METHODS)
+        if len(how.evidence) > 200:
+            raise InvalidInput(
+                LocalText("证据引用过长", "evidence reference too long"),
+                field="evidence",
+                allowed="at most 200 characters",
+            )
+        event = ConsentEvent(
+            id=new_id("cr"),
+            subject_id=subject_id,
+            kind=kind,
+            scope=scope,
+            consent_type=consent_type,
+            policy_version=self._policy.key,
+            notice_hash=self._notice_hash,
+            channel=how.channel,
+            method=how.method,
+            evidence=how.evidence,
+            at=self._clock.now(),
+        )
+        with UnitOfWork(self._sessions) as uow:
+            self._check(uow.session, actor, subject_id, Action.UPDATE, write=True, detail=kind)
+            ConsentRepository(uow.session).add(event)
+            uow.commit()
+        return event
+
+    def _check(
+        self,
+        session: Session,
+        actor: Actor,
+        subject_id: str,
+        action: Action,
+        *,
+        write: bool,
+        detail: str = "",
+    ) -> None:
+        subject = VaultRepository(session).subject(subject_id)
+        if subject is None or subject.status == "erased":
+            raise NotFound(LocalText("没有该主体", "no such subject"), field="subject_id")
+        req = DecisionRequest(
+            action, actor, PURPOSE, CATEGORY, self._vault.state(session, subject_id)
+        )
+        self._enforcer.require(req, subject_id, session if write else None, detail=detail)
+
+    def _validate_scope(self, scope: str) -> None:
+        try:
+            kind = scopes.scope_kind(scope)
+        except ValueError:
+            raise InvalidInput(
+                LocalText(f"无效的同意范围 {scope}", f"invalid consent scope {scope}"),
+                field="scope",
+                allowed="purpose:<p>, share:<recipient>:<p>, share_type:<type>:<p>, "
+                "transfer:<recipient>, disclose:<p>, cross_border:<p>",
+            ) from None
+        purposes = [part for part in scope.split(":")[1:] if part in self._policy.purposes]
+        if kind != "transfer" and not purposes:
+            raise InvalidInput(
+                LocalText(
+                    f"同意范围 {scope} 未指明已声明的用途",
+                    f"scope {scope} names no declared purpose",
+                ),
+                field="scope",
+                allowed=", ".join(self._policy.purposes),
+            )
+
+
+def _check_choice(field: str, value: str, allowed: frozenset[str]) -> None:
+    if value not in allowed:
+        raise InvalidInput(
+            LocalText(f"{field} 的值无效", f"invalid {field}"),
+            field=field,
+            allowed=", ".join(sorted(allowed)),
+        )

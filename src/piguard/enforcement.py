@@ -1,0 +1,73 @@
+"""The enforcement point: every decision is taken by the engine and recorded in the audit log.
+
+Services never decide for themselves; they call `require`, which returns the allowed decision or
+raises `Denied` with the clause IDs, after recording the refusal too.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from piguard.audit.ports import AuditDraft, AuditSink
+from piguard.kernel.errors import Denied
+from piguard.kernel.text import LocalText
+from piguard.policy.decide import DecisionEngine
+from piguard.policy.decision import Decision, DecisionRequest
+
+# Reason codes whose last part names the offending category: the error's `field`.
+_FIELD_CODES = (
+    "category_not_declared",
+    "unknown_category",
+    "outside_grant",
+    "immutable",
+    "not_in_rule",
+)
+
+
+class Enforcer:
+    """Decide, record, and refuse or allow."""
+
+    def __init__(self, engine: DecisionEngine, audit: AuditSink) -> None:
+        self.engine = engine
+        self.audit = audit
+
+    def require(
+        self, req: DecisionRequest, subject: str, session: Session | None = None, detail: str = ""
+    ) -> Decision:
+        """The allowed decision, audited in `session` (atomic with a write) or queued."""
+        decision = self.engine.decide(req)
+        draft = AuditDraft(
+            actor=req.actor.label,
+            action=req.action.value,
+            purpose=req.purpose,
+            subject=subject,
+            categories=req.categories,
+            effect=decision.effect.value,
+            clauses=decision.clauses,
+            policy_version=decision.policy_version,
+            detail=detail or decision.reasons[0].code[:64],
+        )
+        if not decision.allowed:
+            self.audit.enqueue(draft)
+            raise denied(decision)
+        if session is None:
+            self.audit.enqueue(draft)
+        else:
+            self.audit.append(session, [draft])
+        return decision
+
+
+def denied(decision: Decision) -> Denied:
+    """A bilingual refusal naming the clauses, the reason codes and, when known, the field."""
+    codes = "; ".join(f"{r.clause} {r.code}" for r in decision.reasons)
+    field = None
+    for reason in decision.reasons:
+        kind, _, rest = reason.code.partition(":")
+        if kind in _FIELD_CODES:
+            field = rest.rpartition(":")[2]
+            break
+    return Denied(
+        LocalText(f"策略拒绝：{codes}", f"refused by the policy: {codes}"),
+        field=field,
+        reasons=tuple(f"{r.clause}:{r.code}" for r in decision.reasons),
+    )

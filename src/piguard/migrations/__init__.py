@@ -1,0 +1,1 @@
+"""Alembic migrations: `main` for the service database, `keystore` for the data-key database."""

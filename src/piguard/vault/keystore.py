@@ -1,0 +1,90 @@
+"""The key store: per-subject data keys, wrapped by the key-encryption key, in their own database.
+
+Data keys never live in the main database, so a copy or backup of it holds ciphertext only.
+Erasing a subject deletes its wrapped key here with secure-delete on and the WAL checkpointed,
+after which no copy of the main database can be decrypted for that subject (crypto-shredding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sqlalchemy import Engine, LargeBinary, MetaData, String, delete, select, text, update
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from piguard.db.base import NAMING
+from piguard.db.engine import is_sqlite
+
+
+class KeyBase(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class DataKeyRow(KeyBase):
+    __tablename__ = "data_keys"
+
+    subject_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    kek_id: Mapped[str] = mapped_column(String(16), index=True)
+
+
+class KeyStore:
+    """Wrapped data keys by subject. Each call is its own short transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        if is_sqlite(engine):
+            with engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA secure_delete=ON")
+
+    def put(self, subject_id: str, wrapped: bytes, kek_id: str) -> None:
+        with Session(self._engine) as s, s.begin():
+            s.add(DataKeyRow(subject_id=subject_id, wrapped=wrapped, kek_id=kek_id))
+
+    def get(self, subject_id: str) -> bytes | None:
+        with Session(self._engine) as s:
+            return s.scalar(select(DataKeyRow.wrapped).where(DataKeyRow.subject_id == subject_id))
+
+    def get_many(self, subject_ids: list[str]) -> dict[str, bytes]:
+        with Session(self._engine) as s:
+            rows = s.execute(
+                select(DataKeyRow.subject_id, DataKeyRow.wrapped).where(
+                    DataKeyRow.subject_id.in_(subject_ids)
+                )
+            )
+            return dict(rows)
+
+    def destroy(self, subject_id: str) -> bool:
+        """Delete a subject's key for good; True if there was one."""
+        with Session(self._engine) as s, s.begin():
+            gone = s.execute(delete(DataKeyRow).where(DataKeyRow.subject_id == subject_id))
+        if is_sqlite(self._engine):
+            with self._engine.connect() as conn:
+                # Overwrite freed pages and fold the WAL in, so no old copy of the key lingers.
+                conn.exec_driver_sql("PRAGMA secure_delete=ON")
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        return bool(getattr(gone, "rowcount", 0))
+
+    def wrapped_by_other_keks(self, kek_id: str, batch: int) -> Iterator[tuple[str, bytes]]:
+        """Keys not yet wrapped by `kek_id`, a batch at a time (for rotation)."""
+        with Session(self._engine) as s:
+            rows = s.execute(
+                select(DataKeyRow.subject_id, DataKeyRow.wrapped)
+                .where(DataKeyRow.kek_id != kek_id)
+                .limit(batch)
+            ).all()
+        yield from ((sid, wrapped) for sid, wrapped in rows)
+
+    def rewrap(self, items: list[tuple[str, bytes]], kek_id: str) -> None:
+        with Session(self._engine) as s, s.begin():
+            for sid, wrapped in items:
+                s.execute(
+                    update(DataKeyRow)
+                    .where(DataKeyRow.subject_id == sid)
+                    .values(wrapped=wrapped, kek_id=kek_id)
+                )
+
+    def count_by_kek(self) -> dict[str, int]:
+        with Session(self._engine) as s:
+            rows = s.execute(text("SELECT kek_id, COUNT(*) FROM data_keys GROUP BY kek_id"))
+            return {str(k): int(n) for k, n in rows}

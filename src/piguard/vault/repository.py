@@ -1,0 +1,61 @@
+"""Subjects, encrypted values and blind indexes in SQL. Repositories never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from piguard.vault.tables import BlindIndexRow, SubjectRow, ValueRow
+
+
+class VaultRepository:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add_subject(self, subject_id: str, at: datetime) -> None:
+        self._s.add(SubjectRow(id=subject_id, status="active", created_at=at))
+
+    def subject(self, subject_id: str) -> SubjectRow | None:
+        return self._s.get(SubjectRow, subject_id)
+
+    def add_values(self, rows: Iterable[ValueRow]) -> None:
+        self._s.add_all(list(rows))
+
+    def values(self, subject_id: str, categories: Iterable[str]) -> list[ValueRow]:
+        return list(
+            self._s.scalars(
+                select(ValueRow)
+                .where(ValueRow.subject_id == subject_id, ValueRow.category.in_(list(categories)))
+                .order_by(ValueRow.collected_at, ValueRow.id)
+            )
+        )
+
+    def all_values(self, subject_id: str) -> list[ValueRow]:
+        return list(self._s.scalars(select(ValueRow).where(ValueRow.subject_id == subject_id)))
+
+    def delete_values(self, subject_id: str, categories: Iterable[str] | None = None) -> int:
+        stmt = delete(ValueRow).where(ValueRow.subject_id == subject_id)
+        if categories is not None:
+            stmt = stmt.where(ValueRow.category.in_(list(categories)))
+        return int(getattr(self._s.execute(stmt), "rowcount", 0))
+
+    def index_owner(self, kind: str, digest: str) -> str | None:
+        row = self._s.get(BlindIndexRow, (kind, digest))
+        return row.subject_id if row else None
+
+    def set_index(self, kind: str, digest: str, subject_id: str) -> None:
+        self._s.execute(
+            delete(BlindIndexRow).where(
+                BlindIndexRow.subject_id == subject_id, BlindIndexRow.kind == kind
+            )
+        )
+        self._s.add(BlindIndexRow(kind=kind, digest=digest, subject_id=subject_id))
+
+    def delete_indexes(self, subject_id: str, kinds: Iterable[str] | None = None) -> None:
+        stmt = delete(BlindIndexRow).where(BlindIndexRow.subject_id == subject_id)
+        if kinds is not None:
+            stmt = stmt.where(BlindIndexRow.kind.in_(list(kinds)))
+        self._s.execute(stmt)

@@ -1,0 +1,366 @@
+"""The vault service: register, collect, read, update, erase and look up personal information.
+
+Every call asks the decision engine through the enforcement point, encrypts each value under the
+subject's data key with associated data binding it to its subject, category and record, and
+writes the data and its audit record in one transaction. Nothing here decides what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError as DbIntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from piguard.consent.model import current_consents, current_settings
+from piguard.consent.repository import ConsentRepository
+from piguard.db.uow import UnitOfWork
+from piguard.enforcement import Enforcer
+from piguard.kernel.clock import Clock
+from piguard.kernel.errors import Conflict, Denied, InvalidInput, NotFound
+from piguard.kernel.ids import new_id
+from piguard.kernel.text import LocalText
+from piguard.policy.decision import Actor, Decision, DecisionRequest, SubjectState
+from piguard.policy.model import Action, ConsentType, Policy, RetentionTrigger
+from piguard.vault.crypto import BlindIndex, DataKey, aad_for
+from piguard.vault.identifiers import VALIDATORS, age_on, birth_date_from_resident_id
+from piguard.vault.keys import DataKeys
+from piguard.vault.repository import VaultRepository
+from piguard.vault.tables import SubjectRow, ValueRow
+
+REGISTRATION_PURPOSE = "kyc_aml"
+ID_NUMBER = "user.government_id.national_identification_number"
+BIRTH_DATE = "user.demographic.date_of_birth"
+INDEXED_TAGS = frozenset({"lookup", "unique"})
+MAX_VALUE_CHARS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class StoredValue:
+    """A value as the caller may see it: projected by the decision, with its provenance."""
+
+    id: str
+    category: str
+    value: str | None
+    purposes: tuple[str, ...]
+    source: str
+    collected_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    subject_id: str
+    values: tuple[StoredValue, ...]
+    decision: Decision
+
+
+class VaultService:
+    """Use cases on personal data; each owns its transaction."""
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        policy: Policy,
+        enforcer: Enforcer,
+        keys: DataKeys,
+        index: BlindIndex,
+        clock: Clock,
+    ) -> None:
+        self._sessions = sessions
+        self._policy = policy
+        self._enforcer = enforcer
+        self._keys = keys
+        self._index = index
+        self._clock = clock
+
+    # -- registration and collection (C1.1, C2.x) ----------------------------------------------
+
+    def register(self, actor: Actor, values: Mapping[str, str], source: str = "subject") -> str:
+        """Create a subject from the required categories of registration (C1.1)."""
+        purpose = self._policy.purposes[REGISTRATION_PURPOSE]
+        missing = [c for c in purpose.required if not values.get(c)]
+        if missing:
+            raise InvalidInput(
+                LocalText(
+                    f"注册缺少必填信息：{', '.join(missing)}。{purpose.refusal.zh}",
+                    f"registration is missing required fields: {', '.join(missing)}. "
+                    f"{purpose.refusal.en}",
+                ),
+                field=missing[0],
+                allowed=", ".join(purpose.required),
+            )
+        clean = self._normalise(values)
+        if ID_NUMBER in clean and BIRTH_DATE in purpose.categories:
+            clean.setdefault(BIRTH_DATE, birth_date_from_resident_id(clean[ID_NUMBER]).isoformat())
+        subject_id = new_id("sub")
+        req = DecisionRequest(Action.COLLECT, actor, REGISTRATION_PURPOSE, tuple(clean))
+        with UnitOfWork(self._sessions) as uow:
+            self._enforcer.require(req, subject_id, uow.session, detail="register")
+            key = self._keys.create(subject_id)
+            try:
+                repo = VaultRepository(uow.session)
+                repo.add_subject(subject_id, self._clock.now())
+                uow.session.flush()
+                self._store(uow.session, subject_id, key, clean, (REGISTRATION_PURPOSE,), source)
+                uow.commit()
+            except BaseException:
+                self._keys.destroy(subject_id)
+                raise
+        return subject_id
+
+    def collect(
+        self,
+        actor: Actor,
+        subject_id: str,
+        purpose: str,
+        values: Mapping[str, str],
+        source: str = "subject",
+    ) -> list[str]:
+        """Store values collected for a purpose, with their source (C2.5) and retention."""
+        clean = self._normalise(values)
+        with UnitOfWork(self._sessions) as uow:
+            self._existing(uow.session, subject_id)
+            req = DecisionRequest(
+                Action.COLLECT, actor, purpose, tuple(clean), self.state(uow.session, subject_id)
+            )
+            self._enforcer.require(req, subject_id, uow.session)
+            key = self._keys.get(subject_id)
+            ids = self._store(uow.session, subject_id, key, clean, (purpose,), source)
+            uow.commit()
+        return ids
+
+    # -- reading (R1, S2, DEF2, U3) --------------------------------------------------------------
+
+    def read(
+        self, actor: Actor, subject_id: str, purpose: str, categories: tuple[str, ...]
+    ) -> ReadResult:
+        """Decrypt and project the values of some categories for a declared purpose."""
+        with UnitOfWork(self._sessions) as uow:
+            self._existing(uow.session, subject_id)
+            rows = VaultRepository(uow.session).values(subject_id, categories)
+            sources = frozenset(p for r in rows for p in r.purposes.split(","))
+            req = DecisionRequest(
+                Action.READ,
+                actor,
+                purpose,
+                categories,
+                self.state(uow.session, subject_id),
+                source_purposes=sources,
+            )
+            decision = self._enforcer.require(req, subject_id)
+        key = self._keys.get(subject_id) if rows else None
+        values = tuple(self._open(key, subject_id, row, decision) for row in rows if key)
+        return ReadResult(subject_id, values, decision)
+
+    # -- changes (R1, R6) -----------------------------------------------------------------------
+
+    def update(
+        self, actor: Actor, subject_id: str, purpose: str, values: Mapping[str, str]
+    ) -> list[str]:
+        """Replace the values of some categories; immutable registration fields are refused."""
+        clean = self._normalise(values)
+        with UnitOfWork(self._sessions) as uow:
+            self._existing(uow.session, subject_id)
+            req = DecisionRequest(
+                Action.UPDATE, actor, purpose, tuple(clean), self.state(uow.session, subject_id)
+            )
+            self._enforcer.require(req, subject_id, uow.session)
+            repo = VaultRepository(uow.session)
+            old = repo.values(subject_id, clean)
+            purposes = tuple(sorted({p for r in old for p in r.purposes.split(",")} | {purpose}))
+            repo.delete_values(subject_id, clean)
+            key = self._keys.get(subject_id)
+            ids = self._store(uow.session, subject_id, key, clean, purposes, "subject")
+            uow.commit()
+        return ids
+
+    # -- erasure (R3, R4, R5) -------------------------------------------------------------------
+
+    def erase_subject(self, actor: Actor, subject_id: str, purpose: str = "self_service") -> None:
+        """Crypto-shred a subject: destroy its data key, then delete its values and indexes."""
+        with UnitOfWork(self._sessions) as uow:
+            subject = self._existing(uow.session, subject_id)
+            req = DecisionRequest(
+                Action.ERASE, actor, purpose, (), self.state(uow.session, subject_id)
+            )
+            self._enforcer.require(req, subject_id, uow.session, detail="erase_subject")
+            # The key goes first: if anything below fails, the data is already unreadable.
+            self._keys.destroy(subject_id)
+            repo = VaultRepository(uow.session)
+            repo.delete_values(subject_id)
+            repo.delete_indexes(subject_id)
+            subject.status = "erased"
+            subject.erased_at = self._clock.now()
+            uow.commit()
+
+    def erase_categories(
+        self, actor: Actor, subject_id: str, purpose: str, categories: tuple[str, ...]
+    ) -> int:
+        """Delete the values of some categories (R3)."""
+        with UnitOfWork(self._sessions) as uow:
+            self._existing(uow.session, subject_id)
+            req = DecisionRequest(
+                Action.ERASE, actor, purpose, categories, self.state(uow.session, subject_id)
+            )
+            self._enforcer.require(req, subject_id, uow.session)
+            repo = VaultRepository(uow.session)
+            count = repo.delete_values(subject_id, categories)
+            repo.delete_indexes(subject_id, categories)
+            uow.commit()
+        return count
+
+    # -- lookup (C2.3) --------------------------------------------------------------------------
+
+    def lookup(self, actor: Actor, category: str, value: str) -> ReadResult | None:
+        """Find an account by phone or email through its blind index; None when not found or the
+        subject switched discovery off (C2.3): the two are indistinguishable to the caller."""
+        cat = self._policy.categories.get(category)
+        if cat is None or "lookup" not in cat.tags:
+            lookups = sorted(k for k, c in self._policy.categories.items() if "lookup" in c.tags)
+            raise InvalidInput(
+                LocalText(f"不能按 {category} 查找", f"cannot look up by {category}"),
+                field="category",
+                allowed=", ".join(lookups),
+            )
+        digest = self._index.digest(category, self._normalise({category: value})[category])
+        with UnitOfWork(self._sessions) as uow:
+            owner = VaultRepository(uow.session).index_owner(category, digest)
+        if owner is None:
+            return None
+        try:
+            return self.read(actor, owner, "account_lookup", (category,))
+        except (NotFound, Denied):
+            return None
+
+    # -- the subject's state for decisions ------------------------------------------------------
+
+    def state(self, session: Session, subject_id: str) -> SubjectState:
+        """The snapshot the engine needs: consents, settings, age, closure."""
+        consents = ConsentRepository(session)
+        events = consents.events(subject_id)
+        granted = current_consents(events)
+        subject = VaultRepository(session).subject(subject_id)
+        return SubjectState(
+            consents=granted,
+            settings=current_settings(self._policy, consents.settings(subject_id)),
+            age=self._age(session, subject_id),
+            guardian_consent=ConsentType.GUARDIAN in granted.values(),
+            closed=subject is not None and subject.status != "active",
+        )
+
+    def _age(self, session: Session, subject_id: str) -> int | None:
+        rows = VaultRepository(session).values(subject_id, (BIRTH_DATE,))
+        if not rows:
+            return None
+        key = self._keys.get(subject_id)
+        raw = key.decrypt(rows[-1].ciphertext, aad_for(subject_id, BIRTH_DATE, rows[-1].id))
+        return age_on(date.fromisoformat(raw.decode()), self._clock.now().date())
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _normalise(self, values: Mapping[str, str]) -> dict[str, str]:
+        """Validate every value: known category, size, and its identifier validator if any."""
+        clean: dict[str, str] = {}
+        for category, value in values.items():
+            cat = self._policy.categories.get(category)
+            if cat is None:
+                raise InvalidInput(
+                    LocalText(f"未知的信息类别 {category}", f"unknown data category {category}"),
+                    field=category,
+                    allowed="a category of the policy's taxonomy",
+                )
+            if not isinstance(value, str) or not value.strip() or len(value) > MAX_VALUE_CHARS:
+                raise InvalidInput(
+                    LocalText(f"{category} 的值无效", f"invalid value for {category}"),
+                    field=category,
+                    allowed=f"a non-empty string of at most {MAX_VALUE_CHARS} characters",
+                )
+            validate = VALIDATORS.get(cat.validator or "")
+            clean[category] = validate(value, category) if validate else value.strip()
+        return clean
+
+    def _store(
+        self,
+        session: Session,
+        subject_id: str,
+        key: DataKey,
+        values: Mapping[str, str],
+        purposes: tuple[str, ...],
+        source: str,
+    ) -> list[str]:
+        repo = VaultRepository(session)
+        now = self._clock.now()
+        rows: list[ValueRow] = []
+        for category, value in values.items():
+            value_id = new_id("val")
+            rows.append(
+                ValueRow(
+                    id=value_id,
+                    subject_id=subject_id,
+                    category=category,
+                    ciphertext=key.encrypt(value.encode(), aad_for(subject_id, category, value_id)),
+                    purposes=",".join(purposes),
+                    source=source,
+                    collected_at=now,
+                    updated_at=now,
+                    retention_due=self._due(purposes, now),
+                )
+            )
+            if INDEXED_TAGS & self._policy.categories[category].tags:
+                self._claim_index(repo, subject_id, category, value)
+        repo.add_values(rows)
+        try:
+            session.flush()
+        except DbIntegrityError:
+            raise _taken(next(iter(values))) from None
+        return [r.id for r in rows]
+
+    def _claim_index(
+        self, repo: VaultRepository, subject_id: str, category: str, value: str
+    ) -> None:
+        digest = self._index.digest(category, value)
+        owner = repo.index_owner(category, digest)
+        if owner is not None and owner != subject_id:
+            raise _taken(category)
+        repo.set_index(category, digest, subject_id)
+
+    def _due(self, purposes: tuple[str, ...], now: datetime) -> datetime | None:
+        """The earliest retention end that counts from collection; others start later."""
+        days = [
+            self._policy.purposes[p].retention.days
+            for p in purposes
+            if self._policy.purposes[p].retention.after is RetentionTrigger.COLLECTION
+        ]
+        return now + timedelta(days=max(days)) if days else None
+
+    def _open(
+        self, key: DataKey | None, subject_id: str, row: ValueRow, decision: Decision
+    ) -> StoredValue:
+        assert key is not None  # noqa: S101 - only called with a key
+        clear = key.decrypt(row.ciphertext, aad_for(subject_id, row.category, row.id)).decode()
+        projection = decision.projection.get(row.category)
+        shown = projection.apply(clear) if projection is not None else None
+        return StoredValue(
+            row.id,
+            row.category,
+            shown,
+            tuple(row.purposes.split(",")),
+            row.source,
+            row.collected_at,
+        )
+
+    def _existing(self, session: Session, subject_id: str) -> SubjectRow:
+        subject = VaultRepository(session).subject(subject_id)
+        if subject is None or subject.status == "erased":
+            raise NotFound(LocalText("没有该主体", "no such subject"), field="subject_id")
+        return subject
+
+
+def _taken(category: str) -> Conflict:
+    return Conflict(
+        LocalText(f"{category} 已被其他账户使用", f"{category} is already used by another account"),
+        field=category,
+    )

@@ -1,0 +1,49 @@
+"""Vault tables: subjects, encrypted values and blind indexes. No column holds plaintext PI."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, ForeignKey, Index, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from piguard.db.base import Base
+
+
+class SubjectRow(Base):
+    """A data subject under a pseudonymous id; its data key lives in the key store, not here."""
+
+    __tablename__ = "subjects"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ValueRow(Base):
+    """One encrypted personal value with its purposes, source, collection time and retention."""
+
+    __tablename__ = "personal_values"
+    __table_args__ = (Index("ix_personal_values_subject_category", "subject_id", "category"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(ForeignKey("subjects.id"))
+    category: Mapped[str] = mapped_column(String(120))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    purposes: Mapped[str] = mapped_column(String(600))
+    source: Mapped[str] = mapped_column(String(120))
+    collected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    retention_due: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class BlindIndexRow(Base):
+    """A keyed HMAC of a normalised identifier: lookups without plaintext (C2.3)."""
+
+    __tablename__ = "blind_indexes"
+
+    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(ForeignKey("subjects.id"), index=True)
