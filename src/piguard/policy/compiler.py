@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from piguard.kernel.text import LocalText
 from piguard.policy import scopes
 from piguard.policy.decision import Decision
 from piguard.policy.model import (
@@ -82,19 +83,33 @@ def _consent_scope(role: Role, action: Action, purpose: Purpose) -> str | None:
     """The consent a use needs: consent purposes, not erasure or the subject's own acts."""
     if purpose.basis is not Basis.CONSENT or action is Action.ERASE:
         return None
-    if role.kind is ActorKind.SUBJECT:
+    if role.kind in (ActorKind.SUBJECT, ActorKind.RECIPIENT):
         return None
     return scopes.purpose_scope(purpose.key)
 
 
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
-    """An outbound rule with the recipient type's own requirements merged in (SH0)."""
+    """An outbound rule for one recipient type, with that type's requirements merged in (SH0).
+
+    Assessment and agreement, checked on almost every share, are flags; the rarer requirements
+    stay a tuple to walk.
+    """
 
     rule: OutboundRule
+    recipient_type: str
     requires: frozenset[Requirement]
     strength: int
     clauses: ClauseIds
+    needs_assessment: bool
+    needs_agreement: bool
+    other_requires: tuple[Requirement, ...]
+
+
+_FLAGGED = (Requirement.REGISTERED, Requirement.ASSESSMENT, Requirement.AGREEMENT)
+_RECIPIENT_ROLE = Role(
+    "recipient", ActorKind.RECIPIENT, LocalText("接收方", "Recipient"), (), ("SH0", "SH6")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +120,7 @@ class Tables:
     grants: dict[GrantKey, CompiledGrant]
     roles_by_key: dict[str, Role]
     outbound: dict[RuleKey, tuple[CompiledRule, ...]]
-    outbound_actions_by_purpose: dict[str, frozenset[Action]]
+    recipient_checks: dict[str, CompiledGrant]
 
 
 def compile_policy(policy: Policy) -> Tables:
@@ -120,22 +135,43 @@ def compile_policy(policy: Policy) -> Tables:
                 compiled.gates = _gates_for(policy, action, purpose.key, grant.categories)
                 grants[key] = compiled
     outbound: defaultdict[RuleKey, list[CompiledRule]] = defaultdict(list)
-    actions: defaultdict[str, set[Action]] = defaultdict(set)
     for rule in policy.outbound:
         for rtype in rule.recipient_types:
-            merged = rule.requires | policy.recipient_types[rtype].requires
-            clauses = tuple(dict.fromkeys((*rule.clauses, *policy.recipient_types[rtype].clauses)))
-            compiled_rule = CompiledRule(rule, merged, CONSENT_STRENGTH[rule.consent_type], clauses)
+            compiled_rule = _compile_rule(policy, rule, rtype)
             for purpose_key in rule.purposes:
                 outbound[(rule.action, rtype, purpose_key)].append(compiled_rule)
-                actions[purpose_key].add(rule.action)
     return Tables(
         policy=policy,
         grants=grants,
         roles_by_key=dict(policy.roles),
         outbound={k: tuple(v) for k, v in outbound.items()},
-        outbound_actions_by_purpose={k: frozenset(v) for k, v in actions.items()},
+        recipient_checks={p: _recipient_check(policy, p) for p in policy.purposes},
     )
+
+
+def _compile_rule(policy: Policy, rule: OutboundRule, rtype: str) -> CompiledRule:
+    kind = policy.recipient_types[rtype]
+    merged = rule.requires | kind.requires
+    return CompiledRule(
+        rule=rule,
+        recipient_type=rtype,
+        requires=merged,
+        strength=CONSENT_STRENGTH[rule.consent_type],
+        clauses=tuple(dict.fromkeys((*rule.clauses, *kind.clauses))),
+        needs_assessment=Requirement.ASSESSMENT in merged,
+        needs_agreement=Requirement.AGREEMENT in merged,
+        other_requires=tuple(sorted(r for r in merged if r not in _FLAGGED)),
+    )
+
+
+def _recipient_check(policy: Policy, purpose_key: str) -> CompiledGrant:
+    """What the purpose demands when a recipient itself asks (SH6): restriction and settings.
+    Consent comes from the outbound rule, scoped to that recipient."""
+    purpose = policy.purposes[purpose_key]
+    grant = Grant(purpose_key, frozenset({Action.SHARE}), purpose.categories, {}, ("SH0",))
+    compiled = CompiledGrant(_RECIPIENT_ROLE, grant, Action.SHARE, purpose)
+    compiled.gates = _gates_for(policy, Action.SHARE, purpose_key, purpose.categories)
+    return compiled
 
 
 def _gates_for(

@@ -1,8 +1,9 @@
 """The decision engine: `DecisionEngine(policy).decide(request) -> Decision`, pure and total.
 
 Deny by default: an unknown purpose, role or category, a missing consent, a failed check, or any
-error inside the engine is a denial with its reasons. Allowed answers are cached per compiled
-grant, so the common decision is a few dictionary lookups and attribute reads.
+error inside the engine is a denial with its reasons. Answers are immutable and cached (allowed
+ones per compiled grant or rule, denials per reason), so the common decision is a few dictionary
+lookups and attribute reads; the detailed checks run only when a fast test says something is off.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ _LOCAL_OBLIGATIONS = {
     Action.ERASE: frozenset({Obligation.AUDIT}),
 }
 _OUTBOUND_OBLIGATIONS = frozenset({Obligation.AUDIT, Obligation.ENCRYPT_IN_TRANSIT})
-_PLAIN = (frozenset[str](), False, False, False)
+_NOTHING: frozenset[str] = frozenset()
 
 
 class DecisionEngine:
@@ -58,9 +59,16 @@ class DecisionEngine:
         self.policy = policy
         self._t = compile_policy(policy)
         self._version = policy.key
-        self._minors = policy.minors
-        self._denials: dict[tuple[Reason, ...], Decision] = {}
+        minors = policy.minors
+        # Ages below this are minors (M1); precomputed so the check is one comparison.
+        self._adult_age = minors.age_threshold + 1 if minors.inclusive else minors.age_threshold
+        self._all_sensitive = minors.all_sensitive
+        self._home = policy.cross_border.home
+        self._denials: dict[tuple[str, str], Decision] = {}
         self._outbound_allowed: dict[object, Decision] = {}
+        self._not_applicable = Decision(
+            Effect.NOT_APPLICABLE, (Reason("V1", "no_personal_information"),), self._version
+        )
 
     def decide(self, req: DecisionRequest) -> Decision:
         """Decide one request; never raises."""
@@ -72,7 +80,7 @@ class DecisionEngine:
                 return self._no_grant(req, req.action)
             return self._local(grant, req)
         except Exception:  # any failure inside the engine must still be a denial
-            return self._deny(Reason("V1", "engine_error"))
+            return self._deny("V1", "engine_error")
 
     # -- local actions: collect, read, update, erase ------------------------------------------
 
@@ -84,14 +92,14 @@ class DecisionEngine:
             if denial is not None:
                 return denial
         checked = self._purpose_checks(g, req, exempt)
-        if isinstance(checked, Decision):
+        if checked.__class__ is Decision:
             return checked
-        withheld = checked
-        minor_spi = (
-            self._minors.all_sensitive and st.age is not None and self._minors.is_minor(st.age)
-        )
-        variant = (withheld, minor_spi, st.legal_hold, exempt)
-        key: object = req.categories if variant == _PLAIN else (req.categories, *variant)
+        withheld: frozenset[str] = checked  # type: ignore[assignment]
+        minor_spi = self._all_sensitive and st.age is not None and st.age < self._adult_age
+        if withheld or minor_spi or st.legal_hold or exempt:
+            key: object = (req.categories, withheld, minor_spi, st.legal_hold, exempt)
+        else:
+            key = req.categories
         found = g.decisions.get(key)
         if found is None:
             found = self._build_local(g, req.categories, withheld, minor_spi, st.legal_hold, exempt)
@@ -105,25 +113,33 @@ class DecisionEngine:
         """What the purpose itself demands (consent, restriction, U3, settings): a denial, or
         the categories that settings withhold from a read."""
         st = req.subject
-        if g.consent_scope is not None and not exempt:
-            denial = self._consent_denial(
-                g.consent_scope, g.consent_strength, req, g.purpose.clauses[0]
-            )
-            if denial is not None:
-                return denial
+        scope = g.consent_scope
         if (
-            req.purpose in st.restricted
+            scope is not None
+            and not exempt
+            and not self._consent_holds(scope, g.consent_strength, req)
+        ):
+            return self._consent_denial(scope, g.consent_strength, req, g.purpose.clauses[0])
+        if (
+            st.restricted
+            and req.purpose in st.restricted
             and req.action is not Action.ERASE
             and g.purpose.basis is not Basis.LEGAL_OBLIGATION
         ):
-            return self._deny(Reason("R2", f"restricted:{req.purpose}"))
+            return self._deny("R2", f"restricted:{req.purpose}")
         if req.source_purposes and req.purpose not in req.source_purposes:
             denial = self._purpose_limitation(g, req)
             if denial is not None:
                 return denial
-        withheld: frozenset[str] = frozenset()
+        if not g.gates:
+            return _NOTHING
+        return self._gates(g, req)
+
+    def _gates(self, g: CompiledGrant, req: DecisionRequest) -> Decision | frozenset[str]:
+        withheld: frozenset[str] = _NOTHING
+        settings = req.subject.settings
         for gate in g.gates:
-            if st.settings.get(gate.setting, gate.default) != gate.when:
+            if settings.get(gate.setting, gate.default) != gate.when:
                 continue
             hit = (
                 set(req.categories) if gate.whole else gate.categories.intersection(req.categories)
@@ -133,46 +149,62 @@ class DecisionEngine:
             if gate.withhold and req.action is Action.READ:
                 withheld |= hit
             else:
-                return self._deny(Reason(gate.clauses[0], f"setting:{gate.setting}"))
+                return self._deny(gate.clauses[0], f"setting:{gate.setting}")
         return withheld
 
-    def _special_cases(self, g: CompiledGrant, req: DecisionRequest) -> Decision | None:
+    def _consent_holds(self, scope: str, strength: int, req: DecisionRequest) -> bool:
+        """The fast test; `_consent_denial` says why when it fails."""
         st = req.subject
+        have = st.consents.get(scope)
+        return not (
+            have is None
+            or CONSENT_STRENGTH[have] < strength
+            or st.guardian_objection
+            or (st.age is not None and st.age < self._adult_age and not st.guardian_consent)
+            or req.purpose in st.pending_reconsent
+        )
+
+    def _consent_denial(
+        self, scope: str, strength: int, req: DecisionRequest, clause: str
+    ) -> Decision:
+        st = req.subject
+        if st.guardian_objection:
+            return self._deny("M1", "guardian_objection")
+        have = st.consents.get(scope)
+        if have is None:
+            return self._deny(clause, f"consent_required:{scope}")
+        if CONSENT_STRENGTH[have] < strength:
+            return self._deny(clause, f"separate_consent_required:{scope}")
+        if st.age is not None and st.age < self._adult_age and not st.guardian_consent:
+            return self._deny("M1", "guardian_consent_required")
+        return self._deny("V2", f"reconsent_required:{req.purpose}")
+
+    def _special_cases(self, g: CompiledGrant, req: DecisionRequest) -> Decision | None:
+        denial = self._grant_preconditions(g, req)
+        if denial is not None:
+            return denial
+        if req.subject.closed and not g.grant.reads_held_data and req.action is not Action.ERASE:
+            return self._deny("R4", "account_closed")
+        return None
+
+    def _grant_preconditions(self, g: CompiledGrant, req: DecisionRequest) -> Decision | None:
+        """Exemption codes (C8), case references, and held data read only under a hold (R4)."""
         if req.exemption is not None:
             denial = self._exemption_denial(req)
             if denial is not None:
                 return denial
         if g.grant.needs_case_reference and not req.actor.case_reference:
-            return self._deny(Reason(g.clauses[0], "case_reference_required"))
-        if g.grant.reads_held_data and not st.legal_hold:
-            return self._deny(Reason("R4", "no_legal_hold"))
-        if st.closed and not g.grant.reads_held_data and req.action is not Action.ERASE:
-            return self._deny(Reason("R4", "account_closed"))
+            return self._deny(g.clauses[0], "case_reference_required")
+        if g.grant.reads_held_data and not req.subject.legal_hold:
+            return self._deny("R4", "no_legal_hold")
         return None
 
     def _exemption_denial(self, req: DecisionRequest) -> Decision | None:
         exemption = self.policy.exemptions.get(req.exemption or "")
         if exemption is None:
-            return self._deny(Reason("C8", f"unknown_exemption:{req.exemption}"))
+            return self._deny("C8", f"unknown_exemption:{req.exemption}")
         if exemption.needs_case_reference and not req.actor.case_reference:
-            return self._deny(Reason("C8", "case_reference_required"))
-        return None
-
-    def _consent_denial(
-        self, scope: str, strength: int, req: DecisionRequest, clause: str
-    ) -> Decision | None:
-        st = req.subject
-        if st.guardian_objection:
-            return self._deny(Reason("M1", "guardian_objection"))
-        have = st.consents.get(scope)
-        if have is None:
-            return self._deny(Reason(clause, f"consent_required:{scope}"))
-        if CONSENT_STRENGTH[have] < strength:
-            return self._deny(Reason(clause, f"separate_consent_required:{scope}"))
-        if st.age is not None and self._minors.is_minor(st.age) and not st.guardian_consent:
-            return self._deny(Reason("M1", "guardian_consent_required"))
-        if req.purpose in st.pending_reconsent:
-            return self._deny(Reason("V2", f"reconsent_required:{req.purpose}"))
+            return self._deny("C8", "case_reference_required")
         return None
 
     def _purpose_limitation(self, g: CompiledGrant, req: DecisionRequest) -> Decision | None:
@@ -183,7 +215,7 @@ class DecisionEngine:
             return None
         if scopes.purpose_scope(req.purpose) in req.subject.consents:
             return None
-        return self._deny(Reason("U3", f"purpose_limitation:{req.purpose}"))
+        return self._deny("U3", f"purpose_limitation:{req.purpose}")
 
     def _build_local(
         self,
@@ -195,7 +227,7 @@ class DecisionEngine:
         exempt: bool,
     ) -> Decision:
         if not categories and g.action is not Action.ERASE:
-            return self._not_applicable()
+            return self._not_applicable
         cats: list[Category] = []
         for key in categories:
             denial = self._category_denial(g, key)
@@ -224,13 +256,13 @@ class DecisionEngine:
     def _category_denial(self, g: CompiledGrant, key: str) -> Decision | None:
         cat = self.policy.categories.get(key)
         if cat is None:
-            return self._deny(Reason("U2", f"unknown_category:{key}"))
+            return self._deny("U2", f"unknown_category:{key}")
         if key not in g.purpose.categories:
-            return self._deny(Reason("U2", f"category_not_declared:{g.purpose.key}:{key}"))
+            return self._deny("U2", f"category_not_declared:{g.purpose.key}:{key}")
         if key not in g.categories:
-            return self._deny(Reason("S2", f"outside_grant:{g.role}:{key}"))
+            return self._deny("S2", f"outside_grant:{g.role}:{key}")
         if g.action is Action.UPDATE and cat.immutable:
-            return self._deny(Reason("R1", f"immutable:{key}"))
+            return self._deny("R1", f"immutable:{key}")
         return None
 
     def _local_projection(self, g: CompiledGrant, cat: Category, minor_spi: bool) -> Projection:
@@ -247,30 +279,30 @@ class DecisionEngine:
         action, rec = req.action, req.recipient
         if req.actor.kind is ActorKind.RECIPIENT:
             if action is not Action.READ and action is not Action.SHARE:
-                return self._deny(Reason("SH0", f"recipient_cannot:{action}"))
+                return self._deny("SH0", f"recipient_cannot:{action}")
             action = Action.SHARE
             if rec is None or rec.id != req.actor.role:
-                return self._deny(Reason("SH0", "recipient_mismatch"))
+                return self._deny("SH0", "recipient_mismatch")
+            grant = self._t.recipient_checks.get(req.purpose)
+            if grant is None:
+                return self._deny("U2", f"unknown_purpose:{req.purpose}")
         else:
-            grant = self._t.grants.get((req.actor.role, action, req.purpose))
-            if grant is None or grant.kind is not req.actor.kind:
+            found = self._t.grants.get((req.actor.role, action, req.purpose))
+            if found is None or found.kind is not req.actor.kind:
                 return self._no_grant(req, action)
-            checked = self._purpose_checks(grant, req, req.exemption is not None)
-            if isinstance(checked, Decision):
-                return checked
-            if checked:
-                return self._deny(Reason("DEF2", "withheld_by_setting"))
+            grant = found
+        denial = self._outbound_grant_checks(grant, req)
+        if denial is not None:
+            return denial
         if rec is None:
-            return self._deny(Reason("SH0", "recipient_missing"))
+            return self._deny("SH0", "recipient_missing")
         if not rec.registered:
-            return self._deny(Reason("SH0", f"recipient_unregistered:{rec.id}"))
+            return self._deny("SH0", f"recipient_unregistered:{rec.id}")
         if not rec.active:
-            return self._deny(Reason("SH0", f"recipient_terminated:{rec.id}"))
+            return self._deny("SH0", f"recipient_terminated:{rec.id}")
         rules = self._t.outbound.get((action, rec.type, req.purpose))
         if not rules:
-            if req.purpose not in self.policy.purposes:
-                return self._deny(Reason("U2", f"unknown_purpose:{req.purpose}"))
-            return self._deny(Reason("SH0", f"no_rule:{action}:{rec.type}:{req.purpose}"))
+            return self._deny("SH0", f"no_rule:{action}:{rec.type}:{req.purpose}")
         first: Decision | None = None
         for rule in rules:
             decision = self._try_rule(rule, req, rec)
@@ -280,36 +312,58 @@ class DecisionEngine:
         assert first is not None  # noqa: S101 - rules is non-empty
         return first
 
+    def _outbound_grant_checks(self, g: CompiledGrant, req: DecisionRequest) -> Decision | None:
+        """What leaves must first be usable here: declared, granted, consented, not switched off."""
+        exempt = req.exemption is not None
+        if exempt or g.grant.needs_case_reference or g.grant.reads_held_data:
+            denial = self._grant_preconditions(g, req)
+            if denial is not None:
+                return denial
+        if not g.categories.issuperset(req.categories):
+            for key in req.categories:
+                denial = self._category_denial(g, key)
+                if denial is not None:
+                    return denial
+        checked = self._purpose_checks(g, req, exempt)
+        if checked.__class__ is Decision:
+            return checked
+        if checked:
+            return self._deny("DEF2", "withheld_by_setting")
+        return None
+
     def _try_rule(self, cr: CompiledRule, req: DecisionRequest, rec: RecipientView) -> Decision:
         rule, st = cr.rule, req.subject
         if not req.categories:
-            return self._not_applicable()
-        for key in req.categories:
-            if key not in rule.categories:
-                return self._deny(Reason("DEF2", f"not_in_rule:{rule.id}:{key}"))
+            return self._not_applicable
+        if not rule.categories.issuperset(req.categories):
+            missing = next(k for k in req.categories if k not in rule.categories)
+            return self._deny("DEF2", f"not_in_rule:{rule.id}:{missing}")
         if st.closed and rule.basis is not Basis.LEGAL_OBLIGATION:
-            return self._deny(Reason("R4", "account_closed"))
+            return self._deny("R4", "account_closed")
         exempt = req.exemption is not None
         if exempt:
             denial = self._exemption_denial(req)
             if denial is not None:
                 return denial
-        for need in cr.requires:
+        if cr.needs_assessment and not rec.assessed:
+            return self._deny("SH0", f"assessment_missing:{rec.id}")
+        if cr.needs_agreement and not rec.agreement:
+            return self._deny("SH0", f"agreement_missing:{rec.id}")
+        for need in cr.other_requires:
             failed = _requirement_failure(need, cr, req, rec)
             if failed is not None:
-                return self._deny(failed)
+                return self._deny(*failed)
         if rule.consent_scope is not None and not exempt:
             scope = _rule_scope(rule.consent_scope, rec, req.purpose)
-            denial = self._consent_denial(scope, cr.strength, req, rule.clauses[0])
-            if denial is not None:
-                return denial
-        cross = (req.region or rec.region) != self.policy.cross_border.home
+            if not self._consent_holds(scope, cr.strength, req):
+                return self._consent_denial(scope, cr.strength, req, rule.clauses[0])
+        cross = (req.region or rec.region) != self._home
         if cross:
             denial = self._cross_border_denial(req, rec)
             if denial is not None:
                 return denial
         flags = (cross, rec.risk_flag, exempt)
-        cache_key = (rule.id, req.purpose, req.categories, flags)
+        cache_key = (rule.id, cr.recipient_type, req.purpose, req.categories, flags)
         found = self._outbound_allowed.get(cache_key)
         if found is None:
             purpose = self.policy.purposes[req.purpose]
@@ -323,9 +377,9 @@ class DecisionEngine:
         cb = self.policy.cross_border
         have = req.subject.consents.get(scopes.cross_border_scope(req.purpose))
         if have is None or CONSENT_STRENGTH[have] < CONSENT_STRENGTH[cb.consent_type]:
-            return self._deny(Reason("S1", f"cross_border_consent_required:{req.purpose}"))
+            return self._deny("S1", f"cross_border_consent_required:{req.purpose}")
         if Requirement.AGREEMENT in cb.requires and not rec.agreement:
-            return self._deny(Reason("S1", f"cross_border_agreement_missing:{rec.id}"))
+            return self._deny("S1", f"cross_border_agreement_missing:{rec.id}")
         return None
 
     def _build_outbound(
@@ -356,15 +410,15 @@ class DecisionEngine:
 
     def _no_grant(self, req: DecisionRequest, action: Action) -> Decision:
         if req.purpose not in self.policy.purposes:
-            return self._deny(
-                Reason("U2", f"unknown_purpose:{req.purpose}"), Reason("V1", "undeclared")
+            return self._deny_all(
+                (Reason("U2", f"unknown_purpose:{req.purpose}"), Reason("V1", "undeclared"))
             )
         role = self._t.roles_by_key.get(req.actor.role)
         if role is None:
-            return self._deny(Reason("S2", f"unknown_role:{req.actor.role}"))
+            return self._deny("S2", f"unknown_role:{req.actor.role}")
         if role.kind is not req.actor.kind:
-            return self._deny(Reason("S2", f"actor_kind_mismatch:{req.actor.role}"))
-        return self._deny(Reason("S2", f"no_grant:{req.actor.role}:{action}:{req.purpose}"))
+            return self._deny("S2", f"actor_kind_mismatch:{req.actor.role}")
+        return self._deny("S2", f"no_grant:{req.actor.role}:{action}:{req.purpose}")
 
     def _allow(
         self,
@@ -380,18 +434,17 @@ class DecisionEngine:
             frozenset(obligations),
         )
 
-    def _deny(self, *reasons: Reason) -> Decision:
-        found = self._denials.get(reasons)
+    def _deny(self, clause: str, code: str) -> Decision:
+        """A denial for one reason; cached, since denials repeat."""
+        found = self._denials.get((clause, code))
         if found is None:
-            found = Decision(Effect.DENY, reasons, self._version)
+            found = Decision(Effect.DENY, (Reason(clause, code),), self._version)
             if len(self._denials) < _CACHE_LIMIT:
-                self._denials[reasons] = found
+                self._denials[(clause, code)] = found
         return found
 
-    def _not_applicable(self) -> Decision:
-        return Decision(
-            Effect.NOT_APPLICABLE, (Reason("V1", "no_personal_information"),), self._version
-        )
+    def _deny_all(self, reasons: tuple[Reason, ...]) -> Decision:
+        return Decision(Effect.DENY, reasons, self._version)
 
 
 def _projection(spec: str | None) -> Projection:
@@ -416,23 +469,18 @@ def _rule_scope(kind: str, rec: RecipientView, purpose: str) -> str:
 
 def _requirement_failure(
     need: Requirement, cr: CompiledRule, req: DecisionRequest, rec: RecipientView
-) -> Reason | None:
-    """The reason a rule's precondition fails, or None when it holds (SH0, SH4, SH6, T1, D1)."""
-    clause = cr.rule.clauses[0]
-    if need is Requirement.ASSESSMENT and not rec.assessed:
-        return Reason("SH0", f"assessment_missing:{rec.id}")
-    if need is Requirement.AGREEMENT and not rec.agreement:
-        return Reason("SH0", f"agreement_missing:{rec.id}")
+) -> tuple[str, str] | None:
+    """The (clause, code) of a rarer precondition that fails, or None (SH4, SH6, T1, D1)."""
     if need is Requirement.CASE_REFERENCE and not req.actor.case_reference:
-        return Reason(clause, "case_reference_required")
+        return cr.rule.clauses[0], "case_reference_required"
     if need is Requirement.AUTHORISATION:
         grant = req.subject.authorisations.get(rec.id)
         if grant is None or not grant.covers(req.categories, req.at):
-            return Reason("R2", f"authorisation_missing:{rec.id}")
+            return "R2", f"authorisation_missing:{rec.id}"
     if need is Requirement.SUCCESSOR_BOUND and not rec.bound_policy:
-        return Reason("T1", f"successor_not_bound:{rec.id}")
+        return "T1", f"successor_not_bound:{rec.id}"
     if need is Requirement.MASKED_ONLY:
         for key in req.categories:
             if cr.rule.masks.get(key, CLEAR_SPEC) == CLEAR_SPEC:
-                return Reason("D1", f"unmasked_disclosure:{key}")
+                return "D1", f"unmasked_disclosure:{key}"
     return None

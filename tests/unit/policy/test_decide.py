@@ -672,3 +672,54 @@ def test_c5_entrusted_processing_rides_on_personalisation_consent_and_setting(
             subject=granted,
         )
     ) == ["agreement_missing:dataco"]
+
+
+def test_sh0_outbound_reasons_name_the_recipient_type_that_asked(engine: DecisionEngine) -> None:
+    scope = scopes.purpose_scope("personalization")
+    cat = "user.behavior.search_history"
+    partner = RecipientView("p1", "partner", "CN", assessed=True, agreement=True)
+    affiliate = RecipientView("a1", "affiliate", "CN", assessed=True, agreement=True)
+    state = consents(
+        scope,
+        scopes.recipient_scope("p1", "personalization"),
+        scopes.recipient_scope("a1", "personalization"),
+    )
+    to_partner = ask(
+        engine, Action.SHARE, MARKETING, "personalization", cat, recipient=partner, subject=state
+    )
+    to_affiliate = ask(
+        engine, Action.SHARE, MARKETING, "personalization", cat, recipient=affiliate, subject=state
+    )
+    assert to_partner.allowed
+    assert to_affiliate.allowed
+    assert "DEF1" in to_affiliate.clauses
+    assert "DEF1" not in to_partner.clauses
+
+
+def test_r2_restriction_and_settings_bind_recipient_queries_too(engine: DecisionEngine) -> None:
+    rec = RecipientView("fund_app", "authorised_third_party", "CN", assessed=True, agreement=True)
+    actor = Actor(ActorKind.RECIPIENT, "fund_app")
+    state = SubjectState(
+        consents={scopes.recipient_scope("fund_app", "authorised_query"): ConsentType.REGULAR},
+        authorisations={"fund_app": Authorisation("fund_app", frozenset({NAME}))},
+        restricted=frozenset({"authorised_query"}),
+    )
+    d = ask(engine, Action.READ, actor, "authorised_query", NAME, recipient=rec, subject=state)
+    assert codes(d) == ["restricted:authorised_query"]
+
+
+def test_u2_nothing_leaves_that_the_purpose_does_not_declare(engine: DecisionEngine) -> None:
+    state = consents(
+        scopes.purpose_scope("personalization"), scopes.recipient_scope("mybank", "personalization")
+    )
+    d = ask(
+        engine,
+        Action.SHARE,
+        MARKETING,
+        "personalization",
+        "user.biometric.face",
+        recipient=MYBANK,
+        subject=state,
+    )
+    assert d.effect is Effect.DENY
+    assert codes(d) == ["category_not_declared:personalization:user.biometric.face"]
