@@ -36,25 +36,35 @@ class Enforcer:
     ) -> Decision:
         """The allowed decision, audited in `session` (atomic with a write) or queued."""
         decision = self.engine.decide(req)
-        draft = AuditDraft(
-            actor=req.actor.label,
-            action=req.action.value,
-            purpose=req.purpose,
-            subject=subject,
-            categories=req.categories,
-            effect=decision.effect.value,
-            clauses=decision.clauses,
-            policy_version=decision.policy_version,
-            detail=detail or decision.reasons[0].code[:64],
-        )
         if not decision.allowed:
-            self.audit.enqueue(draft)
+            self.audit.enqueue(_draft(req, decision, subject, detail))
             raise denied(decision)
         if session is None:
-            self.audit.enqueue(draft)
+            self.audit.enqueue(_draft(req, decision, subject, detail))
         else:
-            self.audit.append(session, [draft])
+            self.audit.append(session, [_draft(req, decision, subject, detail)])
         return decision
+
+    def answer(self, req: DecisionRequest, subject: str, detail: str = "") -> Decision:
+        """A decision for a caller that enforces it itself (`POST /v1/decide`): audited, and a
+        denial is an answer, not an error."""
+        decision = self.engine.decide(req)
+        self.audit.enqueue(_draft(req, decision, subject, detail))
+        return decision
+
+
+def _draft(req: DecisionRequest, decision: Decision, subject: str, detail: str) -> AuditDraft:
+    return AuditDraft(
+        actor=req.actor.label,
+        action=req.action.value,
+        purpose=req.purpose,
+        subject=subject,
+        categories=req.categories,
+        effect=decision.effect.value,
+        clauses=decision.clauses,
+        policy_version=decision.policy_version,
+        detail=detail or decision.reasons[0].code[:64],
+    )
 
 
 def denied(decision: Decision) -> Denied:

@@ -85,13 +85,14 @@ class ApiKeys:
             raise _unauthenticated()
         with UnitOfWork(self._sessions) as uow:
             row = uow.session.scalar(select(ApiKeyRow).where(ApiKeyRow.id == key_id))
-        expected = row.secret_hash if row is not None else _hash("")
-        if not hmac.compare_digest(expected, _hash(secret)) or row is None or row.revoked_at:
-            raise _unauthenticated()
-        role = self._policy.roles.get(row.role)
-        if role is None:
-            raise _unauthenticated()
-        return Caller(Actor(role.kind, role.key, principal=row.id), row.subject_id)
+            # Read the row inside the unit: its rollback on exit expires every loaded object.
+            expected = row.secret_hash if row is not None else _hash("")
+            if not hmac.compare_digest(expected, _hash(secret)) or row is None or row.revoked_at:
+                raise _unauthenticated()
+            role = self._policy.roles.get(row.role)
+            if role is None:
+                raise _unauthenticated()
+            return Caller(Actor(role.kind, role.key, principal=row.id), row.subject_id)
 
     def revoke(self, key_id: str) -> None:
         with UnitOfWork(self._sessions) as uow:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from piguard.cli import demo, policy
+from piguard.cli import keys, policy, serve
 
 app = typer.Typer(
     name="piguard",
@@ -13,7 +13,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(policy.app, name="policy")
-app.command("demo")(demo.demo)
+app.add_typer(keys.app, name="keys")
+app.command("serve")(serve.serve)
+app.command("demo")(serve.demo)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, secure_delete: bool = False, **kwargs: Any) -> Engine:
     """Build an engine; for SQLite, create the folder and set durable pragmas per connection."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -27,6 +27,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
+        if secure_delete:  # deleted content is overwritten, not left in free pages
+            cur.execute("PRAGMA secure_delete=ON")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -39,3 +41,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def sqlite_maintenance(engine: Engine, *statements: str) -> None:
+    """Run PRAGMAs that must not be inside a transaction (checkpoints), on a pooled connection."""
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None  # noqa: S101 - a checked-out connection has one
+        for statement in statements:
+            raw.execute(statement)

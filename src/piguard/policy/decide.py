@@ -9,6 +9,7 @@ lookups and attribute reads; the detailed checks run only when a fast test says 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from types import MappingProxyType
 
 from piguard.policy import scopes
@@ -280,9 +281,11 @@ class DecisionEngine:
         if req.actor.kind is ActorKind.RECIPIENT:
             if action is not Action.READ and action is not Action.SHARE:
                 return self._deny("SH0", f"recipient_cannot:{action}")
-            action = Action.SHARE
             if rec is None or rec.id != req.actor.role:
                 return self._deny("SH0", "recipient_mismatch")
+            # A recipient's query is a share to it: the same checks, whatever verb it used.
+            action = Action.SHARE
+            req = replace(req, action=action)
             grant = self._t.recipient_checks.get(req.purpose)
             if grant is None:
                 return self._deny("U2", f"unknown_purpose:{req.purpose}")

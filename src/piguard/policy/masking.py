@@ -42,9 +42,10 @@ def _name(value: str) -> str:
 
 def _email(value: str) -> str:
     local, at, domain = value.partition("@")
-    if not at:
-        return _keep_ends(1, 0)(value)
-    return local[:1] + MASK_CHAR * (len(local) - 1) + at + domain
+    if not at or not local or not domain:
+        return _full(value) if at else _keep_ends(1, 0)(value)
+    shown = local[:1] if len(local) > 1 else ""
+    return shown + MASK_CHAR * (len(local) - len(shown)) + at + domain
 
 
 def _login(value: str) -> str:

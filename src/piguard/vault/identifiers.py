@@ -95,7 +95,9 @@ def age_on(birth: date, on: date) -> int:
 
 
 def cn_mobile(value: str, field: str) -> str:
-    """A mainland China mobile number in E.164 form (`+8613812345678`)."""
+    """A mainland China mobile number in its 11-digit national form (`13812345678`): the only
+    numbers accepted are CN mobiles, so the country code adds nothing, and masks such as
+    `138****5678` (C2.4, SH3) read naturally."""
     text = _prepare(value, field, _MOBILE_ALLOWED)
     if not _PHONE_CHARS.fullmatch(text):
         raise _invalid(
@@ -114,7 +116,7 @@ def cn_mobile(value: str, field: str) -> str:
         raise _invalid(field, _MOBILE_ALLOWED, "不是中国大陆号码", "is not a mainland China number")
     if phonenumbers.number_type(number) != phonenumbers.PhoneNumberType.MOBILE:
         raise _invalid(field, _MOBILE_ALLOWED, "不是手机号码", "is not a mobile number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return str(number.national_number)
 
 
 def bank_card(value: str, field: str) -> str:

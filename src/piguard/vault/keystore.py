@@ -13,7 +13,7 @@ from sqlalchemy import Engine, LargeBinary, MetaData, String, delete, select, te
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from piguard.db.base import NAMING
-from piguard.db.engine import is_sqlite
+from piguard.db.engine import is_sqlite, make_engine, sqlite_maintenance
 
 
 class KeyBase(DeclarativeBase):
@@ -28,14 +28,17 @@ class DataKeyRow(KeyBase):
     kek_id: Mapped[str] = mapped_column(String(16), index=True)
 
 
+def open_keystore(url: str) -> Engine:
+    """The key store's engine: on SQLite, deleted keys are overwritten on disk."""
+    return make_engine(url, secure_delete=True)
+
+
 class KeyStore:
     """Wrapped data keys by subject. Each call is its own short transaction."""
 
     def __init__(self, engine: Engine) -> None:
+        """`engine` should be made with `secure_delete=True` (see `open_keystore`)."""
         self._engine = engine
-        if is_sqlite(engine):
-            with engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA secure_delete=ON")
 
     def put(self, subject_id: str, wrapped: bytes, kek_id: str) -> None:
         with Session(self._engine) as s, s.begin():
@@ -59,10 +62,8 @@ class KeyStore:
         with Session(self._engine) as s, s.begin():
             gone = s.execute(delete(DataKeyRow).where(DataKeyRow.subject_id == subject_id))
         if is_sqlite(self._engine):
-            with self._engine.connect() as conn:
-                # Overwrite freed pages and fold the WAL in, so no old copy of the key lingers.
-                conn.exec_driver_sql("PRAGMA secure_delete=ON")
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            # Fold the WAL into the (securely overwritten) file, so no old copy of the key lingers.
+            sqlite_maintenance(self._engine, "PRAGMA wal_checkpoint(TRUNCATE)")
         return bool(getattr(gone, "rowcount", 0))
 
     def wrapped_by_other_keks(self, kek_id: str, batch: int) -> Iterator[tuple[str, bytes]]:

@@ -42,6 +42,14 @@ class VaultRepository:
             stmt = stmt.where(ValueRow.category.in_(list(categories)))
         return int(getattr(self._s.execute(stmt), "rowcount", 0))
 
+    def purge_erased(self, batch: int) -> int:
+        erased = select(SubjectRow.id).where(SubjectRow.status == "erased")
+        doomed = select(ValueRow.id).where(ValueRow.subject_id.in_(erased)).limit(batch)
+        ids = list(self._s.scalars(doomed))
+        if ids:
+            self._s.execute(delete(ValueRow).where(ValueRow.id.in_(ids)))
+        return len(ids)
+
     def index_owner(self, kind: str, digest: str) -> str | None:
         row = self._s.get(BlindIndexRow, (kind, digest))
         return row.subject_id if row else None

@@ -151,8 +151,9 @@ class VaultService:
                 source_purposes=sources,
             )
             decision = self._enforcer.require(req, subject_id)
-        key = self._keys.get(subject_id) if rows else None
-        values = tuple(self._open(key, subject_id, row, decision) for row in rows if key)
+            # Open the rows inside the unit: its rollback on exit expires every loaded row.
+            key = self._keys.get(subject_id) if rows else None
+            values = tuple(self._open(key, subject_id, row, decision) for row in rows if key)
         return ReadResult(subject_id, values, decision)
 
     # -- changes (R1, R6) -----------------------------------------------------------------------
@@ -180,7 +181,9 @@ class VaultService:
     # -- erasure (R3, R4, R5) -------------------------------------------------------------------
 
     def erase_subject(self, actor: Actor, subject_id: str, purpose: str = "self_service") -> None:
-        """Crypto-shred a subject: destroy its data key, then delete its values and indexes."""
+        """Crypto-shred a subject in constant time: destroy its data key, drop its indexes and
+        mark it erased. Its ciphertext is unreadable from that moment, in every copy of the
+        database; `purge_erased` reclaims the space later."""
         with UnitOfWork(self._sessions) as uow:
             subject = self._existing(uow.session, subject_id)
             req = DecisionRequest(
@@ -189,12 +192,17 @@ class VaultService:
             self._enforcer.require(req, subject_id, uow.session, detail="erase_subject")
             # The key goes first: if anything below fails, the data is already unreadable.
             self._keys.destroy(subject_id)
-            repo = VaultRepository(uow.session)
-            repo.delete_values(subject_id)
-            repo.delete_indexes(subject_id)
+            VaultRepository(uow.session).delete_indexes(subject_id)
             subject.status = "erased"
             subject.erased_at = self._clock.now()
             uow.commit()
+
+    def purge_erased(self, batch: int = 10_000) -> int:
+        """Delete up to `batch` unreadable values of erased subjects; returns how many."""
+        with UnitOfWork(self._sessions) as uow:
+            count = VaultRepository(uow.session).purge_erased(batch)
+            uow.commit()
+        return count
 
     def erase_categories(
         self, actor: Actor, subject_id: str, purpose: str, categories: tuple[str, ...]
@@ -236,6 +244,12 @@ class VaultService:
             return None
 
     # -- the subject's state for decisions ------------------------------------------------------
+
+    def snapshot(self, subject_id: str) -> SubjectState:
+        """The current state of an existing subject, for callers that decide themselves."""
+        with UnitOfWork(self._sessions) as uow:
+            self._existing(uow.session, subject_id)
+            return self.state(uow.session, subject_id)
 
     def state(self, session: Session, subject_id: str) -> SubjectState:
         """The snapshot the engine needs: consents, settings, age, closure."""

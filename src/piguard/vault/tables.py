@@ -44,6 +44,6 @@ class BlindIndexRow(Base):
 
     __tablename__ = "blind_indexes"
 
-    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(120), primary_key=True)
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     subject_id: Mapped[str] = mapped_column(ForeignKey("subjects.id"), index=True)

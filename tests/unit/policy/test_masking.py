@@ -63,5 +63,5 @@ def test_def2_masked_never_reveals_more_than_clear(spec: str, value: str) -> Non
     assert len(out) == len(value)
     revealed = [i for i, ch in enumerate(out) if ch != MASK_CHAR]
     assert all(out[i] == value[i] for i in revealed)
-    if len(value) > 1 and spec not in ("email", "date_year"):
+    if len(value) > 1 and spec != "date_year" and not ("@" in value and spec in ("email", "login")):
         assert len(revealed) < len(value) or all(ch == MASK_CHAR for ch in value)

@@ -174,7 +174,7 @@ def test_m1_age_on_refuses_a_birth_after_the_day() -> None:
     ],
 )
 def test_c2_3_mobile_accepted_as_e164(raw: str) -> None:
-    assert cn_mobile(raw, "phone") == "+8613812345678"
+    assert cn_mobile(raw, "phone") == "13812345678"
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "blind_indexes",
-        sa.Column("kind", sa.String(length=40), nullable=False),
+        sa.Column("kind", sa.String(length=120), nullable=False),
         sa.Column("digest", sa.String(length=64), nullable=False),
         sa.Column("subject_id", sa.String(length=40), nullable=False),
         sa.ForeignKeyConstraint(

@@ -1,0 +1,196 @@
+"""Vault benchmark: what encryption, decisions and audit cost, against plain SQLAlchemy.
+
+1. Encrypted collect+read round trips through the service layer versus the same rows written and
+   read in plaintext with plain SQLAlchemy, on the same SQLite database, in the same run.
+2. Erasing a subject with 10 values versus one with 10,000 (crypto-shredding: constant time).
+3. Durable audit append rate (WAL, synchronous=FULL, batched) and verification of 1,000,000 records.
+
+Medians over repetitions; the machine is shared. Ends with one JSON line of figures.
+Run: `.venv/bin/python bench/vault.py [--quick]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, insert, select
+
+from piguard.audit.log import verify
+from piguard.audit.ports import AuditDraft
+from piguard.bootstrap import Piguard, build
+from piguard.kernel.ids import new_id
+from piguard.policy.decision import Actor
+from piguard.policy.model import ActorKind
+from piguard.population import people
+from piguard.settings import Settings
+
+PAYMENT = Actor(ActorKind.SERVICE, "payment_service", principal="bench")
+ACCOUNT = Actor(ActorKind.SERVICE, "account_service", principal="bench")
+CATEGORY = "user.commerce.shipping_address"
+PURPOSE = "merchant_oversight"
+
+_plain = MetaData()
+PLAIN = Table(
+    "bench_plain_values",
+    _plain,
+    Column("id", String(40), primary_key=True),
+    Column("subject_id", String(40), index=True),
+    Column("category", String(120)),
+    Column("value", Text),
+    Column("purposes", String(600)),
+    Column("source", String(120)),
+    Column("collected_at", DateTime(timezone=True)),
+    Column("n", Integer),
+)
+
+
+def median_seconds(run: Callable[[], None], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def round_trips(app: Piguard, subject_id: str, n: int) -> tuple[float, float]:
+    """(encrypted, plain) seconds for n collect+read round trips each."""
+    _plain.create_all(app.db)
+    now = app.clock.now()
+
+    def encrypted() -> None:
+        for i in range(n):
+            app.vault.collect(
+                PAYMENT, subject_id, PURPOSE, {CATEGORY: f"杭州市西湖区{i}号"}, "merchant:b"
+            )
+            app.vault.read(PAYMENT, subject_id, PURPOSE, (CATEGORY,))
+
+    def plain() -> None:
+        for i in range(n):
+            with app.db.begin() as conn:
+                conn.execute(
+                    insert(PLAIN).values(
+                        id=new_id("val"),
+                        subject_id=subject_id,
+                        category=CATEGORY,
+                        value=f"杭州市西湖区{i}号",
+                        purposes=PURPOSE,
+                        source="merchant:b",
+                        collected_at=now,
+                        n=i,
+                    )
+                )
+            with app.db.connect() as conn:
+                conn.execute(
+                    select(PLAIN).where(
+                        PLAIN.c.subject_id == subject_id, PLAIN.c.category == CATEGORY
+                    )
+                ).all()
+
+    enc, pl = [], []
+    for _ in range(5):  # interleave so that machine noise hits both alike
+        enc.append(median_seconds(encrypted, 1))
+        pl.append(median_seconds(plain, 1))
+    return statistics.median(enc), statistics.median(pl)
+
+
+def erase_ratio(app: Piguard, big: int) -> tuple[float, float]:
+    """(seconds to erase a subject with 10 values, with `big` values), medians of 3."""
+    crowd = list(people(8, seed=99))
+    small_t, big_t = [], []
+    for round_ in range(3):
+        small = app.vault.register(ACCOUNT, crowd[2 * round_].registration())
+        large = app.vault.register(ACCOUNT, crowd[2 * round_ + 1].registration())
+        _fill(app, small, 10 - 6)
+        _fill(app, large, big - 6)
+        small_t.append(median_seconds(lambda s=small: app.vault.erase_subject(ACCOUNT, s), 1))
+        big_t.append(median_seconds(lambda s=large: app.vault.erase_subject(ACCOUNT, s), 1))
+        app.vault.purge_erased(batch=1_000_000)
+    return statistics.median(small_t), statistics.median(big_t)
+
+
+def _fill(app: Piguard, subject_id: str, count: int) -> None:
+    for start in range(0, count, 500):
+        values = {CATEGORY: "x"}
+        for _ in range(min(500, count - start)):
+            app.vault.collect(PAYMENT, subject_id, PURPOSE, values, "merchant:b")
+
+
+def audit_rates(app: Piguard, records: int) -> tuple[float, float]:
+    """(durable appends per second, seconds to verify `records` records)."""
+    draft = AuditDraft(
+        "service:payment_service:bench",
+        "read",
+        PURPOSE,
+        "sub_bench",
+        (CATEGORY,),
+        "allow",
+        ("C2.5", "S2"),
+        app.policy.key,
+        "bench",
+    )
+    app.audit.flush()
+    rates = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(20_000):
+            app.audit.enqueue(draft)
+        app.audit.flush()
+        rates.append(20_000 / (time.perf_counter() - start))
+    remaining = records - _count(app)
+    for start in range(0, max(remaining, 0), 50_000):
+        for _ in range(min(50_000, remaining - start)):
+            app.audit.enqueue(draft)
+        app.audit.flush()
+    started = time.perf_counter()
+    report = verify(app.db, app.settings.checkpoint_file, [app.keys.signer.public_bytes()])
+    elapsed = time.perf_counter() - started
+    assert report.ok, report.problems[:3]
+    return statistics.median(rates), elapsed
+
+
+def _count(app: Piguard) -> int:
+    with app.db.connect() as conn:
+        return int(conn.exec_driver_sql("SELECT COUNT(*) FROM audit_records").scalar_one())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    args = parser.parse_args()
+    trips, big, records = (50, 1_000, 50_000) if args.quick else (300, 10_000, 1_000_000)
+    with tempfile.TemporaryDirectory() as tmp:
+        app = build(Settings(dev=True, var_dir=Path(tmp)))
+        try:
+            subject = app.vault.register(ACCOUNT, next(people(1, seed=5)).registration())
+            enc, plain = round_trips(app, subject, trips)
+            small_s, big_s = erase_ratio(app, big)
+            append_rate, verify_s = audit_rates(app, records)
+        finally:
+            app.close()
+    figures = {
+        "encrypted_round_trips_per_s": round(trips / enc, 1),
+        "plain_round_trips_per_s": round(trips / plain, 1),
+        "encrypted_overhead_ratio": round(enc / plain, 3),
+        "erase_10_ms": round(small_s * 1000, 2),
+        f"erase_{big}_ms": round(big_s * 1000, 2),
+        "erase_10k_vs_10_ratio": round(big_s / small_s, 3),
+        "audit_append_per_s": round(append_rate),
+        "audit_verify_1m_s": round(verify_s * 1_000_000 / records, 3),
+        "audit_records_verified": records,
+    }
+    for key, value in figures.items():
+        print(f"{key:32} {value}")
+    named = ("encrypted_overhead_ratio", "erase_10k_vs_10_ratio")
+    named += ("audit_append_per_s", "audit_verify_1m_s")
+    print(json.dumps({k: figures[k] for k in named}))
+
+
+if __name__ == "__main__":
+    main()

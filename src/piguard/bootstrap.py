@@ -1,0 +1,119 @@
+"""The composition root: builds every part of piguard from one `Settings`, once.
+
+Nothing else constructs engines, keys or services; tests, the CLI and the web app all call
+`build(settings)` and get the same wiring.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from piguard.audit.log import AuditLog
+from piguard.auth.service import ApiKeys
+from piguard.consent.service import ConsentService
+from piguard.db.engine import make_engine
+from piguard.db.migrate import upgrade
+from piguard.db.uow import session_factory
+from piguard.enforcement import Enforcer
+from piguard.kernel.clock import Clock, SystemClock
+from piguard.policies import bundled_policy_path
+from piguard.policy.decide import DecisionEngine
+from piguard.policy.language import load_policy
+from piguard.policy.model import Policy
+from piguard.policy.notice import build_notice, render_markdown
+from piguard.settings import Settings
+from piguard.vault.crypto import KeyMaterial, load_or_create_key_file
+from piguard.vault.keys import DataKeys
+from piguard.vault.keystore import KeyStore, open_keystore
+from piguard.vault.service import VaultService
+
+
+@dataclass(frozen=True, slots=True)
+class Piguard:
+    """Everything a process needs, wired."""
+
+    settings: Settings
+    policy: Policy
+    decisions: DecisionEngine
+    db: Engine
+    keystore_db: Engine
+    keys: KeyMaterial
+    audit: AuditLog
+    enforcer: Enforcer
+    vault: VaultService
+    consents: ConsentService
+    api_keys: ApiKeys
+    clock: Clock
+
+    def close(self) -> None:
+        self.audit.close()
+        self.db.dispose()
+        self.keystore_db.dispose()
+
+
+def load_keys(settings: Settings) -> KeyMaterial:
+    if settings.master_key is not None:
+        return KeyMaterial.from_master_key(settings.master_key.get_secret_value())
+    return load_or_create_key_file(settings.resolved_key_file)
+
+
+def notice_hash(policy: Policy) -> str:
+    """SHA-256 of both rendered notices: what a consent says the subject was shown."""
+    text = "".join(render_markdown(build_notice(policy, lang)) for lang in ("zh", "en"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def build(settings: Settings, clock: Clock | None = None, *, migrate: bool = True) -> Piguard:
+    """Wire piguard; with `migrate`, bring both databases to the newest schema first."""
+    clock = clock or SystemClock()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    policy = load_policy(settings.policy_file or bundled_policy_path())
+    db = make_engine(settings.resolved_database_url)
+    keystore_db = open_keystore(settings.resolved_keystore_url)
+    if migrate:
+        upgrade(db, "main")
+        upgrade(keystore_db, "keystore")
+    keys = load_keys(settings)
+    sessions = session_factory(db)
+    decisions = DecisionEngine(policy)
+    audit = AuditLog(
+        db,
+        keys.signer,
+        settings.checkpoint_file,
+        clock,
+        checkpoint_seconds=settings.checkpoint_seconds,
+    )
+    enforcer = Enforcer(decisions, audit)
+    vault = VaultService(
+        sessions=sessions,
+        policy=policy,
+        enforcer=enforcer,
+        keys=DataKeys(KeyStore(keystore_db), keys),
+        index=keys.blind_index,
+        clock=clock,
+    )
+    consents = ConsentService(
+        sessions=sessions,
+        policy=policy,
+        enforcer=enforcer,
+        vault=vault,
+        notice_hash=notice_hash(policy),
+        clock=clock,
+    )
+    return Piguard(
+        settings=settings,
+        policy=policy,
+        decisions=decisions,
+        db=db,
+        keystore_db=keystore_db,
+        keys=keys,
+        audit=audit,
+        enforcer=enforcer,
+        vault=vault,
+        consents=consents,
+        api_keys=ApiKeys(sessions, policy, clock),
+        clock=clock,
+    )

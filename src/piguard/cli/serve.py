@@ -1,0 +1,87 @@
+"""`piguard serve` and `piguard demo`: run the service."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import func, select
+
+from piguard.bootstrap import Piguard, build
+from piguard.cli.common import settings_or_exit
+from piguard.db.uow import UnitOfWork, session_factory
+from piguard.population import seed_population
+from piguard.vault.tables import SubjectRow
+from piguard.web.app import create_app
+
+console = Console()
+DEMO_ROLES = (
+    "account_service",
+    "payment_service",
+    "marketing_service",
+    "customer_service_agent",
+    "privacy_officer",
+    "auditor",
+)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+) -> None:
+    """Serve the API against an existing database."""
+    settings = settings_or_exit()
+    app_ = build(settings)
+    _run(app_, host or settings.host, port or settings.port)
+
+
+def demo(
+    people: Annotated[int, typer.Option(min=0, max=1_000_000, help="Synthetic people.")] = 1000,
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Set up, then exit.")] = False,
+) -> None:
+    """Set up var/, keys and database, seed a synthetic population, print keys, serve."""
+    settings = settings_or_exit(dev=True)
+    app_ = build(settings)
+    existing = _subjects(app_)
+    if existing < people:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
+            task = bar.add_task("seeding synthetic people", total=people - existing)
+            seed_population(
+                app_, people - existing, lambda: bar.advance(task), seed=2017 + existing
+            )
+    table = Table(title="demo API keys (shown once; generated now)")
+    table.add_column("role")
+    table.add_column("token")
+    for role in DEMO_ROLES:
+        table.add_row(role, app_.api_keys.create(role, f"demo {role}").token)
+    console.print(table)
+    base = f"http://{settings.host}:{port}"
+    console.print(f"API docs: {base}/docs · policy notice: {base}/v1/policy?lang=en")
+    console.print(f"population: {_subjects(app_)} subjects in {settings.resolved_database_url}")
+    if no_serve:
+        app_.close()
+        return
+    _run(app_, settings.host, port)
+
+
+def _subjects(app_: Piguard) -> int:
+    with UnitOfWork(session_factory(app_.db)) as uow:
+        return int(uow.session.scalar(select(func.count()).select_from(SubjectRow)) or 0)
+
+
+def _run(app_: Piguard, host: str, port: int) -> None:
+    try:
+        uvicorn.run(create_app(app_), host=host, port=port, log_level="info")
+    finally:
+        app_.close()

@@ -1,0 +1,67 @@
+"""The REST API: `create_app(piguard)` over a `Piguard` built once by the caller.
+
+Nothing here reads settings from the environment or keeps globals: the app holds the one `Piguard`
+it was given. Layers, outermost first: security headers, the last-resort 500, the body guard
+(413/415), then FastAPI with the one error table of `web.errors`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Callable
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+
+from piguard.bootstrap import Piguard
+from piguard.web.errors import install_error_handlers
+from piguard.web.middleware import BodyGuard, LastResort, SecurityHeaders
+from piguard.web.routes import audit, consents, decide, lookup, policy, privacy_settings, subjects
+
+_CDN = "https://cdn.jsdelivr.net"
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+
+
+def create_app(piguard: Piguard) -> FastAPI:
+    """The API over one wired `Piguard`; the caller owns it and closes it."""
+    app = FastAPI(
+        title="piguard",
+        summary="Personal-information protection engine: the privacy policy, enforced.",
+        version=piguard.policy.key,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.piguard = piguard
+    install_error_handlers(app)
+    for module in (subjects, consents, privacy_settings, lookup, decide, policy, audit):
+        app.include_router(module.router)
+    app.add_api_route("/docs", _docs_page(app), include_in_schema=False)
+    # add_middleware wraps: the last added is the outermost.
+    app.add_middleware(BodyGuard, max_body_bytes=piguard.settings.max_body_bytes)
+    app.add_middleware(LastResort)
+    app.add_middleware(SecurityHeaders)
+    return app
+
+
+def _docs_page(app: FastAPI) -> Callable[[], HTMLResponse]:
+    """Swagger UI with a CSP that allows its CDN and exactly its own inline script (by hash)."""
+    page = get_swagger_ui_html(openapi_url=app.openapi_url or "", title=f"{app.title} API")
+    body = bytes(page.body)
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'"
+        for s in _INLINE_SCRIPT.findall(body.decode())
+    )
+    csp = (
+        f"default-src 'none'; script-src {_CDN} {hashes}; style-src {_CDN}; "
+        "img-src https://fastapi.tiangolo.com data:; connect-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    )
+
+    def docs() -> HTMLResponse:
+        return HTMLResponse(body, headers={"Content-Security-Policy": csp})
+
+    return docs

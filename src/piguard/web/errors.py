@@ -1,0 +1,168 @@
+"""The one table from piguard's error tree to HTTP, and every error answer's JSON shape.
+
+Handlers are registered per class and found by class hierarchy, so routes carry no try/except.
+Every error answer, ours or the framework's (validation, 404, 405), has the same shape:
+`{code, message: {zh, en}, field?, allowed?, reasons?}`. Nothing here echoes a submitted value.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Final
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from piguard.audit.log import AuditUnavailable
+from piguard.kernel.errors import (
+    Conflict,
+    Denied,
+    IntegrityError,
+    InvalidInput,
+    NotFound,
+    PiguardError,
+    PolicyFileError,
+    Unauthenticated,
+)
+from piguard.kernel.text import LocalText
+
+log = logging.getLogger("piguard.web")
+
+ERROR_STATUS: Final[Mapping[type[PiguardError], int]] = MappingProxyType(
+    {
+        InvalidInput: 422,
+        PolicyFileError: 422,
+        NotFound: 404,
+        Conflict: 409,
+        Unauthenticated: 401,
+        Denied: 403,
+        IntegrityError: 409,
+        AuditUnavailable: 503,  # fail closed: no audit record, no processing (S2)
+    }
+)
+"""Error class → HTTP status; a subclass takes the status of its nearest listed ancestor."""
+
+_HTTP_CODES: Final[Mapping[int, tuple[str, LocalText]]] = MappingProxyType(
+    {
+        400: ("malformed_json", LocalText("请求体不是有效的 JSON", "the body is not valid JSON")),
+        404: ("not_found", LocalText("没有该资源", "no such resource")),
+        405: ("method_not_allowed", LocalText("不支持该请求方法", "method not allowed")),
+        413: ("body_too_large", LocalText("请求体过大", "the body is too large")),
+        415: (
+            "unsupported_media_type",
+            LocalText("请求体必须是 application/json", "the body must be application/json"),
+        ),
+        503: ("unavailable", LocalText("服务暂时不可用", "the service is unavailable")),
+    }
+)
+INTERNAL: Final = (
+    "internal_error",
+    LocalText("服务内部错误，已记录", "internal error; it has been logged"),
+)
+
+# Chinese texts for the validation errors people meet most; the rest get a general one.
+_VALIDATION_ZH: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "missing": "缺少必填字段",
+        "extra_forbidden": "不允许的字段",
+        "string_type": "应为字符串",
+        "string_too_short": "字符串过短",
+        "string_too_long": "字符串过长",
+        "string_pattern_mismatch": "格式不符合要求",
+        "dict_type": "应为 JSON 对象",
+        "model_attributes_type": "应为 JSON 对象",
+        "list_type": "应为数组",
+        "bool_type": "应为布尔值",
+        "enum": "不是允许的取值",
+        "literal_error": "不是允许的取值",
+        "too_short": "元素过少",
+        "too_long": "元素过多",
+        "json_invalid": "不是有效的 JSON",
+    }
+)
+_MAX_FIELD = 200
+
+
+def error_body(
+    code: str, message: LocalText, *, field: str | None = None, allowed: str | None = None
+) -> dict[str, object]:
+    """The error JSON for answers that do not come from a `PiguardError`."""
+    body: dict[str, object] = {"code": code, "message": {"zh": message.zh, "en": message.en}}
+    if field is not None:
+        body["field"] = field
+    if allowed is not None:
+        body["allowed"] = allowed
+    return body
+
+
+def status_for(exc: PiguardError) -> int:
+    """The status of the nearest ancestor in `ERROR_STATUS`; unlisted errors are 500."""
+    for cls in type(exc).__mro__:
+        if cls in ERROR_STATUS:
+            return ERROR_STATUS[cls]
+    return 500
+
+
+async def _piguard_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, PiguardError)  # noqa: S101 - registered for PiguardError classes only
+    status = status_for(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(exc.to_dict(), status_code=status, headers=headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this class only
+    errors: Sequence[Mapping[str, Any]] = exc.errors()
+    first: Mapping[str, Any] = errors[0] if errors else {"type": "invalid", "loc": (), "msg": ""}
+    kind = str(first.get("type", "invalid"))
+    field = _field(first.get("loc", ()))
+    if kind == "json_invalid":
+        code, text = _HTTP_CODES[400]
+        return JSONResponse(error_body(code, text, field="body"), status_code=400)
+    msg = str(first.get("msg", "invalid input"))
+    zh = _VALIDATION_ZH.get(kind, "输入无效")
+    more = f" (+{len(errors) - 1})" if len(errors) > 1 else ""
+    body = error_body(
+        "invalid_input",
+        LocalText(f"{field}：{zh}{more}", f"{field}: {msg}{more}"),
+        field=field,
+        allowed=_allowed(first),
+    )
+    return JSONResponse(body, status_code=422)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this class only
+    code, text = _HTTP_CODES.get(
+        exc.status_code, ("http_error", LocalText("请求无法处理", "the request cannot be handled"))
+    )
+    return JSONResponse(
+        error_body(code, text), status_code=exc.status_code, headers=dict(exc.headers or {})
+    )
+
+
+def _field(loc: object) -> str:
+    parts = loc if isinstance(loc, list | tuple) else ()
+    return ".".join(str(p) for p in parts)[:_MAX_FIELD] or "body"
+
+
+def _allowed(error: Mapping[str, Any]) -> str | None:
+    ctx = error.get("ctx")
+    if not isinstance(ctx, Mapping):
+        return None
+    for key in ("expected", "pattern", "max_length", "min_length"):
+        if key in ctx:
+            return f"{key}: {ctx[key]}"[:_MAX_FIELD]
+    return None
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the table's handlers, the validation handler and the HTTP error handler."""
+    for cls in ERROR_STATUS:
+        app.add_exception_handler(cls, _piguard_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

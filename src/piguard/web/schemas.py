@@ -1,0 +1,243 @@
+"""The API's data transfer objects. Every request model refuses unknown keys (extra='forbid').
+
+Keys that end up in the audit log (purposes, categories, sources, scopes) are held to the narrow
+shapes the log accepts, so a request can never carry text into it that the chain would refuse.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
+
+from piguard.policy.model import Action, ConsentType
+
+PurposeKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,79}$")]
+CategoryKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+){0,8}$")]
+Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,119}$")]
+PlainValue = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+Reference = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
+Scope = Annotated[str, StringConstraints(pattern=r"^[a-z_]+:[A-Za-z0-9_.:-]{1,200}$")]
+Values = Annotated[dict[CategoryKey, PlainValue], Field(min_length=1, max_length=64)]
+Lang = Literal["zh", "en"]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- subjects and values --------------------------------------------------------------------------
+
+
+class RegisterIn(_In):
+    values: Values
+    source: Key = "subject"
+
+
+class RegisteredOut(BaseModel):
+    subject_id: str
+
+
+class CollectIn(_In):
+    purpose: PurposeKey
+    values: Values
+    source: Key = "subject"
+
+
+class UpdateIn(_In):
+    purpose: PurposeKey
+    values: Values
+
+
+class ValueIdsOut(BaseModel):
+    subject_id: str
+    value_ids: list[str]
+
+
+class ValueOut(BaseModel):
+    id: str
+    category: str
+    value: str | None = Field(description="Clear, masked, or null when withheld by the decision")
+    purposes: list[str]
+    source: str
+    collected_at: datetime
+
+
+class ReasonOut(BaseModel):
+    clause: str
+    code: str
+
+
+class DecisionOut(BaseModel):
+    effect: str
+    reasons: list[ReasonOut]
+    obligations: list[str]
+    policy_version: str
+
+
+class ReadOut(BaseModel):
+    subject_id: str
+    values: list[ValueOut]
+    decision: DecisionOut
+
+
+class DeletedOut(BaseModel):
+    deleted: int
+
+
+class LookupIn(_In):
+    category: CategoryKey
+    value: Annotated[str, StringConstraints(min_length=1, max_length=320)]
+
+
+class LookupOut(BaseModel):
+    subject_id: str
+    values: list[ValueOut]
+
+
+# -- consents and settings ------------------------------------------------------------------------
+
+
+class GrantIn(_In):
+    scope: Scope
+    consent_type: ConsentType = ConsentType.REGULAR
+    channel: Key = "api"
+    method: Key = "api"
+    evidence: Reference = ""
+
+
+class WithdrawIn(_In):
+    scope: Scope
+    channel: Key = "api"
+    method: Key = "api"
+    evidence: Reference = ""
+
+
+class ConsentEventOut(BaseModel):
+    id: str
+    subject_id: str
+    kind: str
+    scope: str
+    consent_type: str
+    policy_version: str
+    notice_hash: str
+    channel: str
+    method: str
+    evidence: str
+    at: datetime
+
+
+class ConsentsOut(BaseModel):
+    events: list[ConsentEventOut]
+    current: dict[str, str]
+
+
+class SettingsOut(BaseModel):
+    subject_id: str
+    settings: dict[str, bool]
+
+
+class SettingsIn(_In):
+    changes: Annotated[
+        dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")], StrictBool],
+        Field(min_length=1, max_length=32),
+    ]
+    channel: Key = "api"
+
+
+# -- decisions -------------------------------------------------------------------------------------
+
+
+class RecipientIn(_In):
+    id: Key
+    type: Key
+    region: Key
+    registered: StrictBool = True
+    assessed: StrictBool = False
+    agreement: StrictBool = False
+    active: StrictBool = True
+    risk_flag: StrictBool = False
+    bound_policy: Key | None = None
+
+
+class DecideIn(_In):
+    """A question to the engine. The actor is always the authenticated caller: no field names it."""
+
+    action: Action
+    purpose: PurposeKey
+    categories: Annotated[list[CategoryKey], Field(max_length=64)] = []
+    subject_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,64}$")] | None = None
+    recipient: RecipientIn | None = None
+    region: Key | None = None
+    exemption: Key | None = None
+    case_reference: Key | None = None
+
+
+class ActorOut(BaseModel):
+    kind: str
+    role: str
+
+
+class ProjectionOut(BaseModel):
+    kind: str
+    operator: str | None
+
+
+class DecideOut(DecisionOut):
+    actor: ActorOut
+    projection: dict[str, ProjectionOut]
+
+
+# -- policy, health, audit -------------------------------------------------------------------------
+
+
+class NoticeItemOut(BaseModel):
+    clause: str
+    title: str
+    text: str
+    prominent: bool
+
+
+class NoticeSectionOut(BaseModel):
+    key: str
+    title: str
+    items: list[NoticeItemOut]
+
+
+class AppendixOut(BaseModel):
+    title: str
+    lines: list[str]
+
+
+class NoticeOut(BaseModel):
+    lang: Lang
+    title: str
+    version: str
+    policy_version: str
+    effective: str
+    controller: str
+    sections: list[NoticeSectionOut]
+    appendices: list[AppendixOut]
+    markdown: str
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+    policy_version: str
+
+
+class AuditProblemOut(BaseModel):
+    kind: str
+    seq: int
+    summary: dict[str, str]
+
+
+class AuditVerifyOut(BaseModel):
+    ok: bool
+    records_checked: int
+    head_seq: int
+    head_hash: str
+    checkpoint_seq: int
+    problems: list[AuditProblemOut]
+    problems_omitted: int

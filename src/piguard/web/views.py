@@ -1,0 +1,68 @@
+"""Domain values → DTOs. The only place that knows both shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from piguard.consent.model import ConsentEvent
+from piguard.policy.decision import Actor, Decision
+from piguard.vault.service import StoredValue
+from piguard.web.schemas import (
+    ActorOut,
+    ConsentEventOut,
+    DecideOut,
+    DecisionOut,
+    ProjectionOut,
+    ReasonOut,
+    ValueOut,
+)
+
+
+def decision_out(decision: Decision) -> DecisionOut:
+    return DecisionOut(
+        effect=decision.effect.value,
+        reasons=[ReasonOut(clause=r.clause, code=r.code) for r in decision.reasons],
+        obligations=sorted(o.value for o in decision.obligations),
+        policy_version=decision.policy_version,
+    )
+
+
+def decide_out(decision: Decision, actor: Actor) -> DecideOut:
+    return DecideOut(
+        **decision_out(decision).model_dump(),
+        actor=ActorOut(kind=actor.kind.value, role=actor.role),
+        projection={
+            key: ProjectionOut(kind=p.kind.value, operator=p.operator)
+            for key, p in decision.projection.items()
+        },
+    )
+
+
+def values_out(values: Iterable[StoredValue]) -> list[ValueOut]:
+    return [
+        ValueOut(
+            id=v.id,
+            category=v.category,
+            value=v.value,
+            purposes=list(v.purposes),
+            source=v.source,
+            collected_at=v.collected_at,
+        )
+        for v in values
+    ]
+
+
+def event_out(event: ConsentEvent) -> ConsentEventOut:
+    return ConsentEventOut(
+        id=event.id,
+        subject_id=event.subject_id,
+        kind=event.kind.value,
+        scope=event.scope,
+        consent_type=event.consent_type.value,
+        policy_version=event.policy_version,
+        notice_hash=event.notice_hash,
+        channel=event.channel,
+        method=event.method,
+        evidence=event.evidence,
+        at=event.at,
+    )

@@ -1,0 +1,154 @@
+"""Subjects through the API: masked staff views, the subject's own view, isolation, immutable
+fields, location switch, crypto-shredding."""
+
+from __future__ import annotations
+
+import pytest
+from api_support import (
+    ADDRESS,
+    BANK_ACCOUNT,
+    ID_NUMBER,
+    NAME,
+    PHONE,
+    Api,
+    Person,
+    luhn_card,
+    mobile,
+    new_person,
+)
+
+from piguard.client import PiguardApiError
+
+LOCATION = "user.location.precise"
+RISK = {
+    "user.device.ip_address": "192.0.2.10",
+    "user.device.device_id": "dev-0001",
+    "user.device.os_version": "iOS 17.4",
+    "user.behavior.service_logs": "login ok",
+}
+
+
+def _shown(read: dict[str, object]) -> dict[str, object]:
+    values = read["values"]
+    assert isinstance(values, list)
+    return {v["category"]: v["value"] for v in values}
+
+
+def test_s2_def2_staff_sees_masked_phone(api: Api, person: Person) -> None:
+    subject_id = api.register(person)
+
+    read = api.as_role("customer_service_agent").read(
+        subject_id, "customer_service", [PHONE, NAME, ID_NUMBER]
+    )
+
+    shown = _shown(read)
+    phone = str(shown[PHONE])
+    # Stored as the 11-digit national number, masked by the policy's keep_ends(3,4).
+    assert phone == f"{person.phone[:3]}****{person.phone[-4:]}"
+    assert shown[NAME] == "*" * (len(person.name) - 1) + person.name[-1]
+    assert person.id_number not in str(read)
+    assert read["decision"]["effect"] == "allow"
+    assert {"clause": "S2", "code": "allow:customer_service_agent:customer_service"} in read[
+        "decision"
+    ]["reasons"]
+    assert "audit" in read["decision"]["obligations"]
+
+
+def test_r1_subject_sees_own_values_in_clear(api: Api, person: Person) -> None:
+    subject_id = api.register(person)
+
+    read = api.as_subject(subject_id).read(subject_id, "self_service", list(person.values))
+
+    shown = _shown(read)
+    assert shown[NAME] == person.name
+    assert shown[ID_NUMBER] == person.id_number
+    assert shown[PHONE].endswith(person.phone)
+    assert shown[ADDRESS] == person.address
+    assert shown[BANK_ACCOUNT] == person.bank_account
+    assert read["decision"]["reasons"][0]["clause"] == "R1"
+    assert {v["source"] for v in read["values"]} == {"subject"}
+
+
+def test_s2_subject_key_cannot_reach_another_subject(api: Api) -> None:
+    first = api.register(new_person())
+    second = api.register(new_person())
+
+    with pytest.raises(PiguardApiError) as caught:
+        api.as_subject(second).read(first, "self_service", [NAME])
+    with pytest.raises(PiguardApiError) as missing:
+        api.as_subject(second).read("sub_00000000000000000000000000000000", "self_service", [NAME])
+
+    assert caught.value.status == 404
+    assert (caught.value.code, caught.value.message_en) == (
+        missing.value.code,
+        missing.value.message_en,
+    )
+
+
+def test_r1_id_number_is_immutable_phone_is_not(api: Api, person: Person) -> None:
+    subject_id = api.register(person)
+    me = api.as_subject(subject_id)
+    other = new_person()
+
+    with pytest.raises(PiguardApiError) as caught:
+        me.update(subject_id, "self_service", {ID_NUMBER: other.id_number})
+    changed = me.update(subject_id, "self_service", {PHONE: mobile(9000 + person.n % 1000)})
+
+    assert caught.value.status == 403
+    assert caught.value.code == "denied"
+    assert caught.value.field == ID_NUMBER
+    assert any(r.startswith("R1:immutable") for r in caught.value.reasons)
+    assert len(changed["value_ids"]) == 1
+    shown = _shown(me.read(subject_id, "self_service", [PHONE, ID_NUMBER]))
+    assert shown[ID_NUMBER] == person.id_number
+    assert shown[PHONE].endswith(mobile(9000 + person.n % 1000))
+
+
+def test_c4_location_off_refuses_location_but_not_payment(api: Api, person: Person) -> None:
+    subject_id = api.register(person)
+    api.as_subject(subject_id).change_settings(subject_id, {"location_collection": False})
+    payments = api.as_role("payment_service")
+    before = api.counts()
+
+    with pytest.raises(PiguardApiError) as caught:
+        payments.collect(subject_id, "risk_control", {**RISK, LOCATION: "39.9042,116.4074"})
+    after_refusal = api.counts()
+    risk = payments.collect(subject_id, "risk_control", RISK)
+    card = payments.collect(subject_id, "quick_pay", {BANK_ACCOUNT: luhn_card(50_000 + person.n)})
+
+    assert caught.value.status == 403
+    assert any(r.startswith("C4:setting:location_collection") for r in caught.value.reasons)
+    assert after_refusal["personal_values"] == before["personal_values"]
+    assert len(risk["value_ids"]) == len(RISK)
+    assert len(card["value_ids"]) == 1
+
+
+def test_r4_erasure_shreds_the_subject(api: Api, person: Person) -> None:
+    subject_id = api.register(person)
+    me = api.as_subject(subject_id)
+    held = api.held_for(subject_id)
+
+    me.erase(subject_id)
+
+    for client in (me, api.as_role("customer_service_agent")):
+        with pytest.raises(PiguardApiError) as caught:
+            client.read(subject_id, "self_service", [NAME])
+        assert caught.value.status == 404
+    with pytest.raises(PiguardApiError) as again:
+        me.erase(subject_id)
+    assert again.value.status == 404
+    assert held["data_keys"] == 1
+    assert held["blind_indexes"] >= 2  # ID number and phone
+    after = api.held_for(subject_id)
+    # The key is gone, so whatever ciphertext is left (purged later) can never be read again.
+    assert (after["data_keys"], after["blind_indexes"]) == (0, 0)
+
+
+def test_r3_subject_deletes_own_bank_card(api: Api, person: Person) -> None:
+    subject_id = api.register(person)
+    me = api.as_subject(subject_id)
+
+    deleted = me.erase_values(subject_id, "self_service", [BANK_ACCOUNT])
+
+    assert deleted == 1
+    assert BANK_ACCOUNT not in _shown(me.read(subject_id, "self_service", [BANK_ACCOUNT, NAME]))
