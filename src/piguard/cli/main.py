@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from piguard.cli import keys, policy, serve
+from piguard.cli import audit, keys, policy, serve
 
 app = typer.Typer(
     name="piguard",
@@ -14,6 +14,7 @@ app = typer.Typer(
 )
 app.add_typer(policy.app, name="policy")
 app.add_typer(keys.app, name="keys")
+app.add_typer(audit.app, name="audit")
 app.command("serve")(serve.serve)
 app.command("demo")(serve.demo)
 

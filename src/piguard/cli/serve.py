@@ -8,7 +8,6 @@ import typer
 import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-from rich.table import Table
 from sqlalchemy import func, select
 
 from piguard.bootstrap import Piguard, build
@@ -60,19 +59,33 @@ def demo(
             seed_population(
                 app_, people - existing, lambda: bar.advance(task), seed=2017 + existing
             )
-    table = Table(title="demo API keys (shown once; generated now)")
-    table.add_column("role")
-    table.add_column("token")
-    for role in DEMO_ROLES:
-        table.add_row(role, app_.api_keys.create(role, f"demo {role}").token)
-    console.print(table)
+    tokens = {role: app_.api_keys.create(role, f"demo {role}").token for role in DEMO_ROLES}
+    first = _first_subject(app_)
+    if first is not None:
+        tokens[f"subject {first}"] = app_.api_keys.create("subject", "demo subject", first).token
+    console.rule("demo API keys (generated now, shown once)")
+    for role, token in tokens.items():
+        console.print(f"[bold]{role}[/bold]  {token}", soft_wrap=True, highlight=False)
     base = f"http://{settings.host}:{port}"
     console.print(f"API docs: {base}/docs · policy notice: {base}/v1/policy?lang=en")
+    if first is not None:
+        console.print(
+            "try: curl -H 'Authorization: Bearer <customer_service_agent token>' "
+            f"'{base}/v1/subjects/{first}?purpose=customer_service'",
+            soft_wrap=True,
+        )
     console.print(f"population: {_subjects(app_)} subjects in {settings.resolved_database_url}")
     if no_serve:
         app_.close()
         return
     _run(app_, settings.host, port)
+
+
+def _first_subject(app_: Piguard) -> str | None:
+    with UnitOfWork(session_factory(app_.db)) as uow:
+        return uow.session.scalar(
+            select(SubjectRow.id).where(SubjectRow.status == "active").order_by(SubjectRow.id)
+        )
 
 
 def _subjects(app_: Piguard) -> int:
