@@ -33,6 +33,7 @@ from piguard.settings import Settings
 PAYMENT = Actor(ActorKind.SERVICE, "payment_service", principal="bench")
 ACCOUNT = Actor(ActorKind.SERVICE, "account_service", principal="bench")
 CATEGORY = "user.commerce.shipping_address"
+CATEGORIES = (CATEGORY, "user.commerce.shipping_contact", "user.financial.merchant_payee")
 PURPOSE = "merchant_oversight"
 
 _plain = MetaData()
@@ -59,26 +60,34 @@ def median_seconds(run: Callable[[], None], repeat: int) -> float:
     return statistics.median(times)
 
 
-def round_trips(app: Piguard, subject_id: str, n: int) -> tuple[float, float]:
-    """(encrypted, plain) seconds for n collect+read round trips each."""
+def round_trips(app: Piguard, subjects: list[str], n: int) -> tuple[float, float]:
+    """(encrypted, plain) seconds for n collect+read round trips each. Each trip writes one value
+    of one subject and reads that subject's values of the category back, on both sides alike."""
     _plain.create_all(app.db)
     now = app.clock.now()
+    rounds = {"encrypted": 0, "plain": 0}
+
+    def pick(side: str, i: int) -> tuple[str, str]:
+        turn = rounds[side] * n + i
+        return subjects[turn % len(subjects)], CATEGORIES[turn // len(subjects) % len(CATEGORIES)]
 
     def encrypted() -> None:
         for i in range(n):
-            app.vault.collect(
-                PAYMENT, subject_id, PURPOSE, {CATEGORY: f"杭州市西湖区{i}号"}, "merchant:b"
-            )
-            app.vault.read(PAYMENT, subject_id, PURPOSE, (CATEGORY,))
+            subject_id, category = pick("encrypted", i)
+            value = {category: f"杭州市西湖区{i}号"}
+            app.vault.collect(PAYMENT, subject_id, PURPOSE, value, "merchant:b")
+            app.vault.read(PAYMENT, subject_id, PURPOSE, (category,))
+        rounds["encrypted"] += 1
 
     def plain() -> None:
         for i in range(n):
+            subject_id, category = pick("plain", i)
             with app.db.begin() as conn:
                 conn.execute(
                     insert(PLAIN).values(
                         id=new_id("val"),
                         subject_id=subject_id,
-                        category=CATEGORY,
+                        category=category,
                         value=f"杭州市西湖区{i}号",
                         purposes=PURPOSE,
                         source="merchant:b",
@@ -89,9 +98,10 @@ def round_trips(app: Piguard, subject_id: str, n: int) -> tuple[float, float]:
             with app.db.connect() as conn:
                 conn.execute(
                     select(PLAIN).where(
-                        PLAIN.c.subject_id == subject_id, PLAIN.c.category == CATEGORY
+                        PLAIN.c.subject_id == subject_id, PLAIN.c.category == category
                     )
                 ).all()
+        rounds["plain"] += 1
 
     enc, pl = [], []
     for _ in range(5):  # interleave so that machine noise hits both alike
@@ -168,8 +178,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         app = build(Settings(dev=True, var_dir=Path(tmp)))
         try:
-            subject = app.vault.register(ACCOUNT, next(people(1, seed=5)).registration())
-            enc, plain = round_trips(app, subject, trips)
+            subjects = [
+                app.vault.register(ACCOUNT, p.registration()) for p in people(trips, seed=5)
+            ]
+            enc, plain = round_trips(app, subjects, trips)
             small_s, big_s = erase_ratio(app, big)
             append_rate, verify_s = audit_rates(app, records)
         finally:

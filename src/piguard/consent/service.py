@@ -185,6 +185,8 @@ class ConsentService:
             action, actor, PURPOSE, CATEGORY, self._vault.state(session, subject_id)
         )
         self._enforcer.require(req, subject_id, session if write else None, detail=detail)
+        if write:  # every later decision must see this change, in every process (R2)
+            VaultRepository(session).state_changed(subject_id)
 
     def _validate_scope(self, scope: str) -> None:
         try:

@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+READONLY = "piguard_readonly"
+
 
 def make_engine(url: str, *, secure_delete: bool = False, **kwargs: Any) -> Engine:
     """Build an engine; for SQLite, create the folder and set durable pragmas per connection."""
@@ -34,7 +36,9 @@ def make_engine(url: str, *, secure_delete: bool = False, **kwargs: Any) -> Engi
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
         # IMMEDIATE takes the write lock at once: no deadlock upgrading a read to a write.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A unit of work that only reads says so, and reads a snapshot without the lock.
+        readonly = conn.get_execution_options().get(READONLY, False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
     return engine
 

@@ -7,12 +7,15 @@ from types import TracebackType
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from piguard.db.engine import READONLY
+
 
 class UnitOfWork:
     """A session scope. Repositories never commit; the service that opened the unit does."""
 
-    def __init__(self, factory: sessionmaker[Session]) -> None:
+    def __init__(self, factory: sessionmaker[Session], *, readonly: bool = False) -> None:
         self._factory = factory
+        self._readonly = readonly
         self._session: Session | None = None
 
     @property
@@ -23,6 +26,8 @@ class UnitOfWork:
 
     def __enter__(self) -> UnitOfWork:
         self._session = self._factory()
+        if self._readonly:  # a snapshot read: on SQLite, no write lock (see db.engine)
+            self._session.connection(execution_options={READONLY: True})
         return self
 
     def __exit__(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Row, delete, select, update
 from sqlalchemy.orm import Session
 
 from piguard.vault.tables import BlindIndexRow, SubjectRow, ValueRow
@@ -21,17 +22,35 @@ class VaultRepository:
     def subject(self, subject_id: str) -> SubjectRow | None:
         return self._s.get(SubjectRow, subject_id)
 
+    def subject_status(self, subject_id: str) -> Row[str, str, int] | None:
+        """(id, status, state_version) without the ORM, for the read path."""
+        table = SubjectRow.__table__
+        return self._s.execute(
+            select(table.c.id, table.c.status, table.c.state_version).where(
+                table.c.id == subject_id
+            )
+        ).first()
+
+    def state_changed(self, subject_id: str) -> None:
+        """Bump the subject's state version: cached decision snapshots of it are stale now."""
+        self._s.execute(
+            update(SubjectRow)
+            .where(SubjectRow.id == subject_id)
+            .values(state_version=SubjectRow.state_version + 1)
+            .execution_options(synchronize_session=False)
+        )
+
     def add_values(self, rows: Iterable[ValueRow]) -> None:
         self._s.add_all(list(rows))
 
-    def values(self, subject_id: str, categories: Iterable[str]) -> list[ValueRow]:
-        return list(
-            self._s.scalars(
-                select(ValueRow)
-                .where(ValueRow.subject_id == subject_id, ValueRow.category.in_(list(categories)))
-                .order_by(ValueRow.collected_at, ValueRow.id)
-            )
-        )
+    def values(self, subject_id: str, categories: Iterable[str]) -> Sequence[Row[Any]]:
+        """Rows with the columns of `ValueRow`, read without the ORM: reads are the hot path."""
+        table = ValueRow.__table__
+        return self._s.execute(
+            select(table)
+            .where(table.c.subject_id == subject_id, table.c.category.in_(list(categories)))
+            .order_by(table.c.collected_at, table.c.id)
+        ).all()
 
     def all_values(self, subject_id: str) -> list[ValueRow]:
         return list(self._s.scalars(select(ValueRow).where(ValueRow.subject_id == subject_id)))

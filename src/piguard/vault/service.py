@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from piguard.consent.model import current_consents, current_settings
-from piguard.consent.repository import ConsentRepository
 from piguard.db.uow import UnitOfWork
 from piguard.enforcement import Enforcer
 from piguard.kernel.clock import Clock
@@ -23,16 +23,16 @@ from piguard.kernel.errors import Conflict, Denied, InvalidInput, NotFound
 from piguard.kernel.ids import new_id
 from piguard.kernel.text import LocalText
 from piguard.policy.decision import Actor, Decision, DecisionRequest, SubjectState
-from piguard.policy.model import Action, ConsentType, Policy, RetentionTrigger
+from piguard.policy.model import Action, Policy, RetentionTrigger
 from piguard.vault.crypto import BlindIndex, DataKey, aad_for
-from piguard.vault.identifiers import VALIDATORS, age_on, birth_date_from_resident_id
+from piguard.vault.identifiers import VALIDATORS, birth_date_from_resident_id
 from piguard.vault.keys import DataKeys
 from piguard.vault.repository import VaultRepository
+from piguard.vault.states import BIRTH_DATE, SubjectStates
 from piguard.vault.tables import SubjectRow, ValueRow
 
 REGISTRATION_PURPOSE = "kyc_aml"
 ID_NUMBER = "user.government_id.national_identification_number"
-BIRTH_DATE = "user.demographic.date_of_birth"
 INDEXED_TAGS = frozenset({"lookup", "unique"})
 MAX_VALUE_CHARS = 4096
 
@@ -75,6 +75,7 @@ class VaultService:
         self._keys = keys
         self._index = index
         self._clock = clock
+        self._states = SubjectStates(policy, keys, clock)
 
     # -- registration and collection (C1.1, C2.x) ----------------------------------------------
 
@@ -122,10 +123,15 @@ class VaultService:
         """Store values collected for a purpose, with their source (C2.5) and retention."""
         clean = self._normalise(values)
         with UnitOfWork(self._sessions) as uow:
-            self._existing(uow.session, subject_id)
             req = DecisionRequest(
-                Action.COLLECT, actor, purpose, tuple(clean), self.state(uow.session, subject_id)
+                Action.COLLECT,
+                actor,
+                purpose,
+                tuple(clean),
+                self._live_state(uow.session, subject_id),
             )
+            if BIRTH_DATE in clean:
+                VaultRepository(uow.session).state_changed(subject_id)
             self._enforcer.require(req, subject_id, uow.session)
             key = self._keys.get(subject_id)
             ids = self._store(uow.session, subject_id, key, clean, (purpose,), source)
@@ -138,22 +144,24 @@ class VaultService:
         self, actor: Actor, subject_id: str, purpose: str, categories: tuple[str, ...]
     ) -> ReadResult:
         """Decrypt and project the values of some categories for a declared purpose."""
-        with UnitOfWork(self._sessions) as uow:
-            self._existing(uow.session, subject_id)
-            rows = VaultRepository(uow.session).values(subject_id, categories)
+        with UnitOfWork(self._sessions, readonly=True) as uow:
+            repo = VaultRepository(uow.session)
+            subject = repo.subject_status(subject_id)
+            if subject is None or subject.status == "erased":
+                raise _no_such_subject()
+            rows = repo.values(subject_id, categories)
             sources = frozenset(p for r in rows for p in r.purposes.split(","))
             req = DecisionRequest(
                 Action.READ,
                 actor,
                 purpose,
                 categories,
-                self.state(uow.session, subject_id),
+                self._states.of(uow.session, subject),
                 source_purposes=sources,
             )
             decision = self._enforcer.require(req, subject_id)
-            # Open the rows inside the unit: its rollback on exit expires every loaded row.
-            key = self._keys.get(subject_id) if rows else None
-            values = tuple(self._open(key, subject_id, row, decision) for row in rows if key)
+        key = self._keys.get(subject_id) if rows else None
+        values = tuple(self._open(key, subject_id, row, decision) for row in rows if key)
         return ReadResult(subject_id, values, decision)
 
     # -- changes (R1, R6) -----------------------------------------------------------------------
@@ -164,10 +172,15 @@ class VaultService:
         """Replace the values of some categories; immutable registration fields are refused."""
         clean = self._normalise(values)
         with UnitOfWork(self._sessions) as uow:
-            self._existing(uow.session, subject_id)
             req = DecisionRequest(
-                Action.UPDATE, actor, purpose, tuple(clean), self.state(uow.session, subject_id)
+                Action.UPDATE,
+                actor,
+                purpose,
+                tuple(clean),
+                self._live_state(uow.session, subject_id),
             )
+            if BIRTH_DATE in clean:
+                VaultRepository(uow.session).state_changed(subject_id)
             self._enforcer.require(req, subject_id, uow.session)
             repo = VaultRepository(uow.session)
             old = repo.values(subject_id, clean)
@@ -195,6 +208,7 @@ class VaultService:
             VaultRepository(uow.session).delete_indexes(subject_id)
             subject.status = "erased"
             subject.erased_at = self._clock.now()
+            subject.state_version += 1
             uow.commit()
 
     def purge_erased(self, batch: int = 10_000) -> int:
@@ -209,9 +223,8 @@ class VaultService:
     ) -> int:
         """Delete the values of some categories (R3)."""
         with UnitOfWork(self._sessions) as uow:
-            self._existing(uow.session, subject_id)
             req = DecisionRequest(
-                Action.ERASE, actor, purpose, categories, self.state(uow.session, subject_id)
+                Action.ERASE, actor, purpose, categories, self._live_state(uow.session, subject_id)
             )
             self._enforcer.require(req, subject_id, uow.session)
             repo = VaultRepository(uow.session)
@@ -248,30 +261,21 @@ class VaultService:
     def snapshot(self, subject_id: str) -> SubjectState:
         """The current state of an existing subject, for callers that decide themselves."""
         with UnitOfWork(self._sessions) as uow:
-            self._existing(uow.session, subject_id)
-            return self.state(uow.session, subject_id)
+            return self._live_state(uow.session, subject_id)
+
+    def _live_state(self, session: Session, subject_id: str) -> SubjectState:
+        """The snapshot of a subject that exists and is not erased; else NotFound."""
+        subject = VaultRepository(session).subject_status(subject_id)
+        if subject is None or subject.status == "erased":
+            raise _no_such_subject()
+        return self._states.of(session, subject)
 
     def state(self, session: Session, subject_id: str) -> SubjectState:
         """The snapshot the engine needs: consents, settings, age, closure."""
-        consents = ConsentRepository(session)
-        events = consents.events(subject_id)
-        granted = current_consents(events)
-        subject = VaultRepository(session).subject(subject_id)
-        return SubjectState(
-            consents=granted,
-            settings=current_settings(self._policy, consents.settings(subject_id)),
-            age=self._age(session, subject_id),
-            guardian_consent=ConsentType.GUARDIAN in granted.values(),
-            closed=subject is not None and subject.status != "active",
-        )
-
-    def _age(self, session: Session, subject_id: str) -> int | None:
-        rows = VaultRepository(session).values(subject_id, (BIRTH_DATE,))
-        if not rows:
-            return None
-        key = self._keys.get(subject_id)
-        raw = key.decrypt(rows[-1].ciphertext, aad_for(subject_id, BIRTH_DATE, rows[-1].id))
-        return age_on(date.fromisoformat(raw.decode()), self._clock.now().date())
+        subject = VaultRepository(session).subject_status(subject_id)
+        if subject is None:
+            return SubjectState()
+        return self._states.of(session, subject)
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -351,7 +355,7 @@ class VaultService:
         return now + timedelta(days=max(days)) if days else None
 
     def _open(
-        self, key: DataKey | None, subject_id: str, row: ValueRow, decision: Decision
+        self, key: DataKey | None, subject_id: str, row: Row[Any], decision: Decision
     ) -> StoredValue:
         assert key is not None  # noqa: S101 - only called with a key
         clear = key.decrypt(row.ciphertext, aad_for(subject_id, row.category, row.id)).decode()
@@ -371,6 +375,10 @@ class VaultService:
         if subject is None or subject.status == "erased":
             raise NotFound(LocalText("没有该主体", "no such subject"), field="subject_id")
         return subject
+
+
+def _no_such_subject() -> NotFound:
+    return NotFound(LocalText("没有该主体", "no such subject"), field="subject_id")
 
 
 def _taken(category: str) -> Conflict:

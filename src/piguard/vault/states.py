@@ -1,0 +1,82 @@
+"""Subject snapshots for the decision engine, cached by the subject's state version.
+
+Every change of consents, settings, status or birth date bumps `subjects.state_version` in the
+same transaction, and each decision reads that version in its own transaction: a cached snapshot
+is used only while it is current, so a withdrawal takes effect at once, in every process (R2).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import replace
+from datetime import date
+from typing import Protocol
+
+from sqlalchemy.orm import Session
+
+from piguard.consent.model import current_consents, current_settings
+from piguard.consent.repository import ConsentRepository
+from piguard.kernel.clock import Clock
+from piguard.policy.decision import SubjectState
+from piguard.policy.model import ConsentType, Policy
+from piguard.vault.crypto import aad_for
+from piguard.vault.identifiers import age_on
+from piguard.vault.keys import DataKeys
+from piguard.vault.repository import VaultRepository
+
+BIRTH_DATE = "user.demographic.date_of_birth"
+_CACHE_SIZE = 20_000
+_Entry = tuple[tuple[int, str], SubjectState, date | None]
+
+
+class SubjectLike(Protocol):
+    """A subject row, ORM or not: what a snapshot keys on."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def state_version(self) -> int: ...
+
+
+class SubjectStates:
+    def __init__(self, policy: Policy, keys: DataKeys, clock: Clock) -> None:
+        self._policy = policy
+        self._keys = keys
+        self._clock = clock
+        self._cache: OrderedDict[str, _Entry] = OrderedDict()
+
+    def of(self, session: Session, subject: SubjectLike) -> SubjectState:
+        """The current snapshot of a subject whose row was read in this transaction."""
+        version = (subject.state_version, subject.status)
+        hit = self._cache.get(subject.id)
+        if hit is None or hit[0] != version:
+            state, birth = self._load(session, subject)
+            hit = (version, state, birth)
+            self._cache[subject.id] = hit
+            if len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        _, state, birth = hit
+        if birth is None:
+            return state
+        return replace(state, age=age_on(birth, self._clock.now().date()))
+
+    def _load(self, session: Session, subject: SubjectLike) -> tuple[SubjectState, date | None]:
+        consents = ConsentRepository(session)
+        granted = current_consents(consents.events(subject.id))
+        state = SubjectState(
+            consents=granted,
+            settings=current_settings(self._policy, consents.settings(subject.id)),
+            guardian_consent=ConsentType.GUARDIAN in granted.values(),
+            closed=subject.status != "active",
+        )
+        return state, self._birth_date(session, subject.id)
+
+    def _birth_date(self, session: Session, subject_id: str) -> date | None:
+        rows = VaultRepository(session).values(subject_id, (BIRTH_DATE,))
+        if not rows:
+            return None
+        key = self._keys.get(subject_id)
+        raw = key.decrypt(rows[-1].ciphertext, aad_for(subject_id, BIRTH_DATE, rows[-1].id))
+        return date.fromisoformat(raw.decode())
