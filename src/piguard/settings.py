@@ -5,6 +5,7 @@ It fails closed: outside dev mode an empty, default or missing key refuses to st
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
@@ -41,10 +42,17 @@ class Settings(BaseSettings):
             raw = self.master_key.get_secret_value().strip()
             if raw.lower() in _DEFAULT_KEYS or len(set(raw)) < 8:
                 raise _refuse("PIGUARD_MASTER_KEY is empty or a well-known default")
+            if len(_decoded(raw)) < 32:
+                raise _refuse("PIGUARD_MASTER_KEY must be the base64 of at least 32 random bytes")
         elif not self.dev and not self.resolved_key_file.exists():
             raise _refuse(
                 "no key: set PIGUARD_MASTER_KEY, provide PIGUARD_KEY_FILE, "
                 "or run in dev mode (PIGUARD_DEV=1) to generate a local key file"
+            )
+        if self.resolved_keystore_url == self.resolved_database_url:
+            # The key store must stay apart: a backup of the data must never hold its keys.
+            raise _refuse(
+                "PIGUARD_KEYSTORE_URL must name another database than PIGUARD_DATABASE_URL"
             )
         return self
 
@@ -63,6 +71,13 @@ class Settings(BaseSettings):
     @property
     def checkpoint_file(self) -> Path:
         return self.var_dir / "audit-checkpoints.jsonl"
+
+
+def _decoded(raw: str) -> bytes:
+    try:
+        return base64.b64decode(raw, validate=True)
+    except ValueError:
+        return b""
 
 
 def _refuse(why: str) -> InvalidInput:

@@ -6,10 +6,20 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from piguard.bootstrap import Piguard, build
 from piguard.kernel.errors import PiguardError
 from piguard.settings import Settings
 
 errors = Console(stderr=True)
+
+
+def build_or_exit(settings: Settings) -> Piguard:
+    """Wire piguard, or print why not (a key that cannot be used, a database that refuses)."""
+    try:
+        return build(settings)
+    except PiguardError as exc:
+        errors.print(f"[red]✗[/red] {exc.message.en}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def settings_or_exit(**overrides: object) -> Settings:

@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from piguard.bootstrap import build
-from piguard.cli.common import settings_or_exit
+from piguard.cli.common import build_or_exit, settings_or_exit
 from piguard.vault.keystore import KeyStore
 from piguard.vault.rotation import rotate as rotate_keys
 
@@ -23,7 +22,7 @@ def create_api_key(
     subject: Annotated[str | None, typer.Option(help="For role 'subject': whose key.")] = None,
 ) -> None:
     """Create an API key bound to a policy role; the token is shown once."""
-    app_ = build(settings_or_exit())
+    app_ = build_or_exit(settings_or_exit())
     try:
         issued = app_.api_keys.create(role, label or role, subject)
     finally:
@@ -43,7 +42,7 @@ def rotate(
             "[red]keys come from PIGUARD_MASTER_KEY: rotate them in the key manager[/red]"
         )
         raise typer.Exit(2)
-    app_ = build(settings)
+    app_ = build_or_exit(settings)
     try:
         report = rotate_keys(settings.resolved_key_file, KeyStore(app_.keystore_db), batch)
     finally:

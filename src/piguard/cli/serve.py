@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from sqlalchemy import func, select
 
-from piguard.bootstrap import Piguard, build
-from piguard.cli.common import settings_or_exit
+from piguard.bootstrap import Piguard
+from piguard.cli.common import build_or_exit, settings_or_exit
 from piguard.db.uow import UnitOfWork, session_factory
 from piguard.population import seed_population
 from piguard.vault.tables import SubjectRow
@@ -34,7 +34,7 @@ def serve(
 ) -> None:
     """Serve the API against an existing database."""
     settings = settings_or_exit()
-    app_ = build(settings)
+    app_ = build_or_exit(settings)
     _run(app_, host or settings.host, port or settings.port)
 
 
@@ -45,7 +45,7 @@ def demo(
 ) -> None:
     """Set up var/, keys and database, seed a synthetic population, print keys, serve."""
     settings = settings_or_exit(dev=True)
-    app_ = build(settings)
+    app_ = build_or_exit(settings)
     existing = _subjects(app_)
     if existing < people:
         with Progress(
