@@ -184,6 +184,11 @@ def _match(field: str, value: object, pattern: re.Pattern[str], allowed: str) ->
     return value
 
 
+def check_subject(value: object) -> str:
+    """Validate a subject pseudonym alone, as `ChainBuilder.append` would."""
+    return _text("subject", value, required=False)
+
+
 class ChainBuilder:
     """Computes seq and hashes of the next entries after a known head (last_seq, last_hash).
 
