@@ -27,7 +27,7 @@ from piguard.bootstrap import Piguard, build
 from piguard.kernel.ids import new_id
 from piguard.policy.decision import Actor
 from piguard.policy.model import ActorKind
-from piguard.population import people
+from piguard.population import Person, people
 from piguard.settings import Settings
 
 PAYMENT = Actor(ActorKind.SERVICE, "payment_service", principal="bench")
@@ -110,9 +110,8 @@ def round_trips(app: Piguard, subjects: list[str], n: int) -> tuple[float, float
     return statistics.median(enc), statistics.median(pl)
 
 
-def erase_ratio(app: Piguard, big: int) -> tuple[float, float]:
+def erase_ratio(app: Piguard, big: int, crowd: list[Person]) -> tuple[float, float]:
     """(seconds to erase a subject with 10 values, with `big` values), medians of 3."""
-    crowd = list(people(8, seed=99))
     small_t, big_t = [], []
     for round_ in range(3):
         small = app.vault.register(ACCOUNT, crowd[2 * round_].registration())
@@ -178,11 +177,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         app = build(Settings(dev=True, var_dir=Path(tmp)))
         try:
-            subjects = [
-                app.vault.register(ACCOUNT, p.registration()) for p in people(trips, seed=5)
-            ]
+            crowd = list(people(trips + 6, seed=5))  # one generator: no two share an identifier
+            subjects = [app.vault.register(ACCOUNT, p.registration()) for p in crowd[:trips]]
             enc, plain = round_trips(app, subjects, trips)
-            small_s, big_s = erase_ratio(app, big)
+            small_s, big_s = erase_ratio(app, big, crowd[trips:])
             append_rate, verify_s = audit_rates(app, records)
         finally:
             app.close()

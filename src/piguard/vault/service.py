@@ -121,22 +121,7 @@ class VaultService:
         source: str = "subject",
     ) -> list[str]:
         """Store values collected for a purpose, with their source (C2.5) and retention."""
-        clean = self._normalise(values)
-        with UnitOfWork(self._sessions) as uow:
-            req = DecisionRequest(
-                Action.COLLECT,
-                actor,
-                purpose,
-                tuple(clean),
-                self._live_state(uow.session, subject_id),
-            )
-            if BIRTH_DATE in clean:
-                VaultRepository(uow.session).state_changed(subject_id)
-            self._enforcer.require(req, subject_id, uow.session)
-            key = self._keys.get(subject_id)
-            ids = self._store(uow.session, subject_id, key, clean, (purpose,), source)
-            uow.commit()
-        return ids
+        return self._write(Action.COLLECT, actor, subject_id, purpose, values, source)
 
     # -- reading (R1, S2, DEF2, U3) --------------------------------------------------------------
 
@@ -170,24 +155,34 @@ class VaultService:
         self, actor: Actor, subject_id: str, purpose: str, values: Mapping[str, str]
     ) -> list[str]:
         """Replace the values of some categories; immutable registration fields are refused."""
+        return self._write(Action.UPDATE, actor, subject_id, purpose, values, "subject")
+
+    def _write(
+        self,
+        action: Action,
+        actor: Actor,
+        subject_id: str,
+        purpose: str,
+        values: Mapping[str, str],
+        source: str,
+    ) -> list[str]:
         clean = self._normalise(values)
         with UnitOfWork(self._sessions) as uow:
-            req = DecisionRequest(
-                Action.UPDATE,
-                actor,
-                purpose,
-                tuple(clean),
-                self._live_state(uow.session, subject_id),
-            )
-            if BIRTH_DATE in clean:
-                VaultRepository(uow.session).state_changed(subject_id)
-            self._enforcer.require(req, subject_id, uow.session)
             repo = VaultRepository(uow.session)
-            old = repo.values(subject_id, clean)
-            purposes = tuple(sorted({p for r in old for p in r.purposes.split(",")} | {purpose}))
-            repo.delete_values(subject_id, clean)
+            state = self._live_state(uow.session, subject_id)
+            req = DecisionRequest(action, actor, purpose, tuple(clean), state)
+            self._enforcer.require(req, subject_id, uow.session)
+            if BIRTH_DATE in clean:
+                repo.state_changed(subject_id)
+            purposes: tuple[str, ...] = (purpose,)
+            if action is Action.UPDATE:  # a replacement keeps the purposes of what it replaces
+                old = repo.values(subject_id, clean)
+                purposes = tuple(
+                    sorted({p for r in old for p in r.purposes.split(",")} | {purpose})
+                )
+                repo.delete_values(subject_id, clean)
             key = self._keys.get(subject_id)
-            ids = self._store(uow.session, subject_id, key, clean, purposes, "subject")
+            ids = self._store(uow.session, subject_id, key, clean, purposes, source)
             uow.commit()
         return ids
 

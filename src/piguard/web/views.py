@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import asdict
 
 from piguard.consent.model import ConsentEvent
 from piguard.policy.decision import Actor, Decision
@@ -53,16 +54,4 @@ def values_out(values: Iterable[StoredValue]) -> list[ValueOut]:
 
 
 def event_out(event: ConsentEvent) -> ConsentEventOut:
-    return ConsentEventOut(
-        id=event.id,
-        subject_id=event.subject_id,
-        kind=event.kind.value,
-        scope=event.scope,
-        consent_type=event.consent_type.value,
-        policy_version=event.policy_version,
-        notice_hash=event.notice_hash,
-        channel=event.channel,
-        method=event.method,
-        evidence=event.evidence,
-        at=event.at,
-    )
+    return ConsentEventOut.model_validate(asdict(event))
