@@ -9,7 +9,6 @@ lookups and attribute reads; the detailed checks run only when a fast test says 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from types import MappingProxyType
 
 from piguard.policy import scopes
@@ -124,7 +123,7 @@ class DecisionEngine:
         if (
             st.restricted
             and req.purpose in st.restricted
-            and req.action is not Action.ERASE
+            and g.action is not Action.ERASE
             and g.purpose.basis is not Basis.LEGAL_OBLIGATION
         ):
             return self._deny("R2", f"restricted:{req.purpose}")
@@ -147,7 +146,7 @@ class DecisionEngine:
             )
             if not hit:
                 continue
-            if gate.withhold and req.action is Action.READ:
+            if gate.withhold and g.action is Action.READ:
                 withheld |= hit
             else:
                 return self._deny(gate.clauses[0], f"setting:{gate.setting}")
@@ -184,7 +183,7 @@ class DecisionEngine:
         denial = self._grant_preconditions(g, req)
         if denial is not None:
             return denial
-        if req.subject.closed and not g.grant.reads_held_data and req.action is not Action.ERASE:
+        if req.subject.closed and not g.grant.reads_held_data and g.action is not Action.ERASE:
             return self._deny("R4", "account_closed")
         return None
 
@@ -210,7 +209,7 @@ class DecisionEngine:
 
     def _purpose_limitation(self, g: CompiledGrant, req: DecisionRequest) -> Decision | None:
         """U3: data collected for one purpose serves another only if compatible or consented."""
-        if req.action not in (Action.READ, Action.UPDATE):
+        if g.action not in (Action.READ, Action.UPDATE):
             return None
         if g.purpose.compatible & req.source_purposes:
             return None
@@ -283,9 +282,9 @@ class DecisionEngine:
                 return self._deny("SH0", f"recipient_cannot:{action}")
             if rec is None or rec.id != req.actor.role:
                 return self._deny("SH0", "recipient_mismatch")
-            # A recipient's query is a share to it: the same checks, whatever verb it used.
+            # A recipient's query is a share to it: the same checks, whatever verb it used
+            # (the compiled recipient check carries the action `share`).
             action = Action.SHARE
-            req = replace(req, action=action)
             grant = self._t.recipient_checks.get(req.purpose)
             if grant is None:
                 return self._deny("U2", f"unknown_purpose:{req.purpose}")
