@@ -63,6 +63,7 @@ class CompiledGrant:
         "kind",
         "purpose",
         "role",
+        "special",
     )
 
     def __init__(self, role: Role, grant: Grant, action: Action, purpose: Purpose) -> None:
@@ -72,6 +73,8 @@ class CompiledGrant:
         self.action = action
         self.purpose = purpose
         self.categories = grant.categories
+        # Preconditions only some grants have; one flag keeps them off the common path.
+        self.special = grant.needs_case_reference or grant.reads_held_data
         self.clauses = tuple(dict.fromkeys((*purpose.clauses, *grant.clauses, *role.clauses)))
         self.consent_scope = _consent_scope(role, action, purpose)
         self.consent_strength = CONSENT_STRENGTH[purpose.consent_type]

@@ -50,6 +50,7 @@ _LOCAL_OBLIGATIONS = {
 }
 _OUTBOUND_OBLIGATIONS = frozenset({Obligation.AUDIT, Obligation.ENCRYPT_IN_TRANSIT})
 _NOTHING: frozenset[str] = frozenset()
+_RECIPIENT = ActorKind.RECIPIENT
 
 
 class DecisionEngine:
@@ -73,7 +74,7 @@ class DecisionEngine:
     def decide(self, req: DecisionRequest) -> Decision:
         """Decide one request; never raises."""
         try:
-            if req.actor.kind is ActorKind.RECIPIENT or req.action in OUTBOUND_ACTIONS:
+            if req.actor.kind is _RECIPIENT or req.action in OUTBOUND_ACTIONS:
                 return self._outbound(req)
             grant = self._t.grants.get((req.actor.role, req.action, req.purpose))
             if grant is None or grant.kind is not req.actor.kind:
@@ -87,7 +88,7 @@ class DecisionEngine:
     def _local(self, g: CompiledGrant, req: DecisionRequest) -> Decision:
         st = req.subject
         exempt = req.exemption is not None
-        if exempt or st.closed or g.grant.needs_case_reference or g.grant.reads_held_data:
+        if exempt or st.closed or g.special:
             denial = self._special_cases(g, req)
             if denial is not None:
                 return denial
@@ -317,7 +318,7 @@ class DecisionEngine:
     def _outbound_grant_checks(self, g: CompiledGrant, req: DecisionRequest) -> Decision | None:
         """What leaves must first be usable here: declared, granted, consented, not switched off."""
         exempt = req.exemption is not None
-        if exempt or g.grant.needs_case_reference or g.grant.reads_held_data:
+        if exempt or g.special:
             denial = self._grant_preconditions(g, req)
             if denial is not None:
                 return denial
