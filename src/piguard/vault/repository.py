@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, select, update
+from sqlalchemy import Row, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from piguard.vault.tables import BlindIndexRow, SubjectRow, ValueRow
@@ -40,8 +40,10 @@ class VaultRepository:
             .execution_options(synchronize_session=False)
         )
 
-    def add_values(self, rows: Iterable[ValueRow]) -> None:
-        self._s.add_all(list(rows))
+    def add_values(self, rows: list[dict[str, Any]]) -> None:
+        """Insert value rows (dicts of `ValueRow` columns) in one statement, without the ORM."""
+        if rows:
+            self._s.execute(insert(ValueRow), rows)
 
     def values(self, subject_id: str, categories: Iterable[str]) -> Sequence[Row[Any]]:
         """Rows with the columns of `ValueRow`, read without the ORM: reads are the hot path."""
@@ -79,7 +81,9 @@ class VaultRepository:
                 BlindIndexRow.subject_id == subject_id, BlindIndexRow.kind == kind
             )
         )
-        self._s.add(BlindIndexRow(kind=kind, digest=digest, subject_id=subject_id))
+        self._s.execute(
+            insert(BlindIndexRow).values(kind=kind, digest=digest, subject_id=subject_id)
+        )
 
     def delete_indexes(self, subject_id: str, kinds: Iterable[str] | None = None) -> None:
         stmt = delete(BlindIndexRow).where(BlindIndexRow.subject_id == subject_id)

@@ -29,7 +29,7 @@ from piguard.vault.identifiers import VALIDATORS, birth_date_from_resident_id
 from piguard.vault.keys import DataKeys
 from piguard.vault.repository import VaultRepository
 from piguard.vault.states import BIRTH_DATE, SubjectStates
-from piguard.vault.tables import SubjectRow, ValueRow
+from piguard.vault.tables import SubjectRow
 
 REGISTRATION_PURPOSE = "kyc_aml"
 ID_NUMBER = "user.government_id.national_identification_number"
@@ -306,30 +306,33 @@ class VaultService:
     ) -> list[str]:
         repo = VaultRepository(session)
         now = self._clock.now()
-        rows: list[ValueRow] = []
+        due = self._due(purposes, now)
+        rows: list[dict[str, Any]] = []
         for category, value in values.items():
             value_id = new_id("val")
             rows.append(
-                ValueRow(
-                    id=value_id,
-                    subject_id=subject_id,
-                    category=category,
-                    ciphertext=key.encrypt(value.encode(), aad_for(subject_id, category, value_id)),
-                    purposes=",".join(purposes),
-                    source=source,
-                    collected_at=now,
-                    updated_at=now,
-                    retention_due=self._due(purposes, now),
-                )
+                {
+                    "id": value_id,
+                    "subject_id": subject_id,
+                    "category": category,
+                    "ciphertext": key.encrypt(
+                        value.encode(), aad_for(subject_id, category, value_id)
+                    ),
+                    "purposes": ",".join(purposes),
+                    "source": source,
+                    "collected_at": now,
+                    "updated_at": now,
+                    "retention_due": due,
+                }
             )
-            if INDEXED_TAGS & self._policy.categories[category].tags:
-                self._claim_index(repo, subject_id, category, value)
-        repo.add_values(rows)
         try:
-            session.flush()
-        except DbIntegrityError:
+            for category, value in values.items():
+                if INDEXED_TAGS & self._policy.categories[category].tags:
+                    self._claim_index(repo, subject_id, category, value)
+            repo.add_values(rows)
+        except DbIntegrityError:  # a concurrent registration claimed the same identifier
             raise _taken(next(iter(values))) from None
-        return [r.id for r in rows]
+        return [r["id"] for r in rows]
 
     def _claim_index(
         self, repo: VaultRepository, subject_id: str, category: str, value: str
