@@ -92,10 +92,19 @@ class DecisionEngine:
             denial = self._special_cases(g, req)
             if denial is not None:
                 return denial
-        checked = self._purpose_checks(g, req, exempt)
-        if checked.__class__ is Decision:
-            return checked
-        withheld: frozenset[str] = checked  # type: ignore[assignment]
+        scope = g.consent_scope
+        if (
+            (scope is None or exempt or self._consent_holds(scope, g.consent_strength, req))
+            and not st.restricted
+            and not req.source_purposes
+            and not g.gates
+        ):
+            withheld: frozenset[str] = _NOTHING  # the common case: nothing more to check
+        else:
+            checked = self._purpose_checks(g, req, exempt)
+            if checked.__class__ is Decision:
+                return checked
+            withheld = checked  # type: ignore[assignment]
         minor_spi = self._all_sensitive and st.age is not None and st.age < self._adult_age
         if withheld or minor_spi or st.legal_hold or exempt:
             key: object = (req.categories, withheld, minor_spi, st.legal_hold, exempt)
