@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from faker import Faker
-from stdnum.cn import ric
 
 from piguard.bootstrap import Piguard
 from piguard.consent.service import Provenance
@@ -16,7 +15,7 @@ from piguard.kernel.errors import InvalidInput
 from piguard.policy import scopes
 from piguard.policy.decision import Actor
 from piguard.policy.model import ActorKind, ConsentType
-from piguard.vault.identifiers import cn_mobile
+from piguard.vault.identifiers import cn_mobile, cn_resident_id
 
 ACCOUNT_SERVICE = Actor(ActorKind.SERVICE, "account_service", principal="demo-seed")
 OPTIONAL = ("personalization", "pay_later", "ant_forest", "sports", "marketing_sms", "face_login")
@@ -50,19 +49,19 @@ def people(count: int, seed: int = 2017) -> Iterator[Person]:
     seen: set[str] = set()
     made = 0
     while made < count:
-        id_number, email = fake.ssn(), fake.unique.email()
-        phone = _mobile(fake.phone_number())
-        if not ric.is_valid(id_number) or phone is None or {id_number, phone} & seen:
+        id_number, email = _valid(cn_resident_id, fake.ssn()), fake.unique.email()
+        phone = _valid(cn_mobile, fake.phone_number())
+        if id_number is None or phone is None or {id_number, phone} & seen:
             continue
         seen.update((id_number, phone))
         made += 1
         yield Person(fake.name(), id_number, phone, email, fake.address(), _card(fake))
 
 
-def _mobile(raw: str) -> str | None:
-    """The stored (E.164) form of a number Faker made, or None if it is not a valid CN mobile."""
+def _valid(validator: Callable[[str, str], str], raw: str) -> str | None:
+    """The stored form of an identifier Faker made, or None when the vault would refuse it."""
     try:
-        return cn_mobile(raw, "phone")
+        return validator(raw, "synthetic")
     except InvalidInput:
         return None
 

@@ -77,6 +77,10 @@ def cn_resident_id(value: str, field: str) -> str:
             zh, en = "出生日期无效", "the birth date is not valid"
     except ValidationError:
         zh, en = "格式无效", "invalid format"
+    except (KeyError, ValueError, IndexError):
+        # python-stdnum's region table lacks some codes and then fails with a KeyError: for us
+        # that is an unknown region, a 422 for the caller, never a 500.
+        zh, en = "地区码无效", "the region code is not valid"
     raise _invalid(field, _RESIDENT_ID_ALLOWED, zh, en)
 
 

@@ -311,3 +311,9 @@ def test_c2_3_validators_registry_names_each_validator() -> None:
     for kind, validator in VALIDATORS.items():
         assert validator(samples[kind], kind)
         assert_invalid(validator, "not an identifier at all", f"{kind}_field")
+
+
+def test_c1_1_region_code_the_library_cannot_place_is_a_clear_refusal() -> None:
+    # python-stdnum raises a KeyError for this region code (Lanzhou, 620201): it must be a 422.
+    error = assert_invalid(cn_resident_id, resident_id(region="620201"))
+    assert "region code" in error.message.en
