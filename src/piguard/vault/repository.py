@@ -4,12 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy import Row, Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from piguard.vault.tables import BlindIndexRow, SubjectRow, ValueRow
+
+_SUBJECTS = cast(Table, SubjectRow.__table__)
+_VALUES = cast(Table, ValueRow.__table__)
+# Built once: constructing a statement costs more than running it on the hot path.
+_SUBJECT_STATUS = select(_SUBJECTS.c.id, _SUBJECTS.c.status, _SUBJECTS.c.state_version).where(
+    _SUBJECTS.c.id == bindparam("subject_id")
+)
+_VALUES_OF = (
+    select(_VALUES)
+    .where(
+        _VALUES.c.subject_id == bindparam("subject_id"),
+        _VALUES.c.category.in_(bindparam("categories", expanding=True)),
+    )
+    .order_by(_VALUES.c.collected_at, _VALUES.c.id)
+)
+
+_INSERT_VALUES = insert(_VALUES)
 
 
 class VaultRepository:
@@ -24,12 +41,7 @@ class VaultRepository:
 
     def subject_status(self, subject_id: str) -> Row[str, str, int] | None:
         """(id, status, state_version) without the ORM, for the read path."""
-        table = SubjectRow.__table__
-        return self._s.execute(
-            select(table.c.id, table.c.status, table.c.state_version).where(
-                table.c.id == subject_id
-            )
-        ).first()
+        return self._s.execute(_SUBJECT_STATUS, {"subject_id": subject_id}).first()
 
     def state_changed(self, subject_id: str) -> None:
         """Bump the subject's state version: cached decision snapshots of it are stale now."""
@@ -43,15 +55,12 @@ class VaultRepository:
     def add_values(self, rows: list[dict[str, Any]]) -> None:
         """Insert value rows (dicts of `ValueRow` columns) in one statement, without the ORM."""
         if rows:
-            self._s.execute(insert(ValueRow), rows)
+            self._s.execute(_INSERT_VALUES, rows)
 
     def values(self, subject_id: str, categories: Iterable[str]) -> Sequence[Row[Any]]:
         """Rows with the columns of `ValueRow`, read without the ORM: reads are the hot path."""
-        table = ValueRow.__table__
         return self._s.execute(
-            select(table)
-            .where(table.c.subject_id == subject_id, table.c.category.in_(list(categories)))
-            .order_by(table.c.collected_at, table.c.id)
+            _VALUES_OF, {"subject_id": subject_id, "categories": list(categories)}
         ).all()
 
     def all_values(self, subject_id: str) -> list[ValueRow]:
