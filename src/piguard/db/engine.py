@@ -38,7 +38,8 @@ def make_engine(url: str, *, secure_delete: bool = False, **kwargs: Any) -> Engi
         # IMMEDIATE takes the write lock at once: no deadlock upgrading a read to a write.
         # A unit of work that only reads says so, and reads a snapshot without the lock.
         readonly = conn.get_execution_options().get(READONLY, False)
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        # Straight to the driver: this runs for every transaction.
+        conn.connection.dbapi_connection.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
     return engine
 
