@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Row, Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from piguard.vault.tables import BlindIndexRow, SubjectRow, ValueRow
@@ -33,6 +33,11 @@ class VaultRepository:
     def __init__(self, session: Session) -> None:
         self._s = session
 
+    @property
+    def _core(self) -> Connection:
+        """The session's connection, for Core statements: no ORM machinery on the hot path."""
+        return self._s.connection()
+
     def add_subject(self, subject_id: str, at: datetime) -> None:
         self._s.add(SubjectRow(id=subject_id, status="active", created_at=at))
 
@@ -41,7 +46,7 @@ class VaultRepository:
 
     def subject_status(self, subject_id: str) -> Row[str, str, int] | None:
         """(id, status, state_version) without the ORM, for the read path."""
-        return self._s.execute(_SUBJECT_STATUS, {"subject_id": subject_id}).first()
+        return self._core.execute(_SUBJECT_STATUS, {"subject_id": subject_id}).first()
 
     def state_changed(self, subject_id: str) -> None:
         """Bump the subject's state version: cached decision snapshots of it are stale now."""
@@ -55,16 +60,13 @@ class VaultRepository:
     def add_values(self, rows: list[dict[str, Any]]) -> None:
         """Insert value rows (dicts of `ValueRow` columns) in one statement, without the ORM."""
         if rows:
-            self._s.execute(_INSERT_VALUES, rows)
+            self._core.execute(_INSERT_VALUES, rows)
 
     def values(self, subject_id: str, categories: Iterable[str]) -> Sequence[Row[Any]]:
         """Rows with the columns of `ValueRow`, read without the ORM: reads are the hot path."""
-        return self._s.execute(
+        return self._core.execute(
             _VALUES_OF, {"subject_id": subject_id, "categories": list(categories)}
         ).all()
-
-    def all_values(self, subject_id: str) -> list[ValueRow]:
-        return list(self._s.scalars(select(ValueRow).where(ValueRow.subject_id == subject_id)))
 
     def delete_values(self, subject_id: str, categories: Iterable[str] | None = None) -> int:
         stmt = delete(ValueRow).where(ValueRow.subject_id == subject_id)
