@@ -240,14 +240,18 @@ class AuditLog:
 
     # --- writing ----------------------------------------------------------------------------
 
-    def _write(self, conn: Connection, items: Sequence[_Queued]) -> Checkpoint | None:
-        """Chain `items` after the stored head and insert them; sign the head when one is due."""
+    def _write(
+        self, conn: Connection, items: Sequence[_Queued], *, checked: bool = False
+    ) -> Checkpoint | None:
+        """Chain `items` after the stored head and insert them; sign the head when one is due.
+        `checked`: every draft already passed the chain's checks (the queue checks at enqueue)."""
         if self._postgres:
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
         head = conn.execute(_HEAD).first()
         builder = ChainBuilder(head[0], head[1]) if head is not None else ChainBuilder()
+        link = builder.append_checked if checked else builder.append
         rows = [
-            builder.append(
+            link(
                 at=at, actor=d.actor, action=d.action, purpose=d.purpose, subject=d.subject,
                 categories=d.categories, effect=d.effect, clauses=d.clauses,
                 policy_version=d.policy_version, detail=d.detail,
@@ -345,7 +349,7 @@ class AuditLog:
     def _write_batch(self, batch: list[_Queued]) -> bool:
         try:
             with self._engine.begin() as conn:
-                cp = self._write(conn, batch)
+                cp = self._write(conn, batch, checked=True)
         except Exception as exc:  # the batch stays first in line; flush() reports the failure
             _logger.warning("audit batch of %d records not written: %s", len(batch), exc)
             with self._cond:

@@ -228,3 +228,22 @@ def test_s2_fast_encodings_match_the_reference(
 
 def _no_fallback(row: Row) -> tuple[bool, str | None]:
     raise AssertionError(f"verify fell back to the reference encoding for record {row[0]}")
+
+
+def test_s2_append_checked_links_exactly_like_append() -> None:
+    fields = {
+        "at": "2026-11-29T06:00:00.000001+00:00",
+        "actor": "service:payment_service:key_1",
+        "action": "read",
+        "purpose": "quick_pay",
+        "subject": "sub_0123",
+        "categories": ("user.name", "user.contact.phone_number"),
+        "effect": "allow",
+        "clauses": ("C2.1", "S2"),
+        "policy_version": "alipay-2017@2017-09-22",
+        "detail": "allow:payment_service:quick_pay",
+    }
+    checked, plain = ChainBuilder(), ChainBuilder()
+    for _ in range(3):
+        assert checked.append_checked(**fields) == plain.append(**fields)
+    assert checked.last_hash == plain.last_hash
