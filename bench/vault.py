@@ -18,8 +18,22 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, insert, select
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    insert,
+    select,
+)
 
 from piguard.audit.log import verify
 from piguard.audit.ports import AuditDraft
@@ -60,10 +74,23 @@ def median_seconds(run: Callable[[], None], repeat: int) -> float:
     return statistics.median(times)
 
 
+def plain_engine(app: Piguard) -> Engine:
+    """Plain SQLAlchemy on the same database file, as durable (synchronous=FULL) but with none of
+    piguard's hooks: the baseline a platform would have without piguard."""
+    engine = create_engine(app.db.url)
+
+    @event.listens_for(engine, "connect")
+    def _durable(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute("PRAGMA synchronous=FULL")
+
+    return engine
+
+
 def round_trips(app: Piguard, subjects: list[str], n: int) -> tuple[float, float]:
     """(encrypted, plain) seconds for n collect+read round trips each. Each trip writes one value
     of one subject and reads that subject's values of the category back, on both sides alike."""
-    _plain.create_all(app.db)
+    plain_db = plain_engine(app)
+    _plain.create_all(plain_db)
     now = app.clock.now()
     rounds = {"encrypted": 0, "plain": 0}
 
@@ -82,7 +109,7 @@ def round_trips(app: Piguard, subjects: list[str], n: int) -> tuple[float, float
     def plain() -> None:
         for i in range(n):
             subject_id, category = pick("plain", i)
-            with app.db.begin() as conn:
+            with plain_db.begin() as conn:
                 conn.execute(
                     insert(PLAIN).values(
                         id=new_id("val"),
@@ -95,7 +122,7 @@ def round_trips(app: Piguard, subjects: list[str], n: int) -> tuple[float, float
                         n=i,
                     )
                 )
-            with app.db.connect() as conn:
+            with plain_db.connect() as conn:
                 conn.execute(
                     select(PLAIN).where(
                         PLAIN.c.subject_id == subject_id, PLAIN.c.category == category
