@@ -103,10 +103,12 @@ def coverage(
     tested = len(report.rows) - len(report.untested)
     console.print(
         f"{len(report.rows)} clauses · {len(report.rows) - len(report.uncovered)} covered · "
-        f"{tested} with tests · {len(report.uncovered)} uncovered"
+        f"{tested} with tests"
     )
     if report.uncovered:
-        console.print(f"[red]uncovered:[/red] {', '.join(report.uncovered)}")
+        console.print(
+            f"[red]{len(report.uncovered)} uncovered:[/red] {', '.join(report.uncovered)}"
+        )
         raise typer.Exit(1)
 
 

@@ -1,24 +1,8 @@
-"""Alembic environment for the keystore database; the connection comes from `piguard.db.migrate`."""
+"""Alembic environment for the key store; the connection comes from `piguard.db.migrate`."""
 
 from __future__ import annotations
 
-from alembic import context
-
+from piguard.migrations.env_common import run
 from piguard.vault.keystore import KeyBase
 
-target_metadata = KeyBase.metadata
-
-
-def run() -> None:
-    connection = context.config.attributes["connection"]
-    context.configure(
-        connection=connection,
-        target_metadata=target_metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
-
-
-run()
+run(KeyBase.metadata)
