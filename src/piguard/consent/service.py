@@ -178,11 +178,8 @@ class ConsentService:
         write: bool,
         detail: str = "",
     ) -> None:
-        subject = VaultRepository(session).subject(subject_id)
-        if subject is None or subject.status == "erased":
-            raise NotFound(LocalText("没有该主体", "no such subject"), field="subject_id")
         req = DecisionRequest(
-            action, actor, PURPOSE, CATEGORY, self._vault.state(session, subject_id)
+            action, actor, PURPOSE, CATEGORY, self._vault.live_state(session, subject_id)
         )
         self._enforcer.require(req, subject_id, session if write else None, detail=detail)
         if write:  # every later decision must see this change, in every process (R2)

@@ -121,7 +121,6 @@ class Tables:
 
     policy: Policy
     grants: dict[GrantKey, CompiledGrant]
-    roles_by_key: dict[str, Role]
     outbound: dict[RuleKey, tuple[CompiledRule, ...]]
     recipient_checks: dict[str, CompiledGrant]
 
@@ -146,7 +145,6 @@ def compile_policy(policy: Policy) -> Tables:
     return Tables(
         policy=policy,
         grants=grants,
-        roles_by_key=dict(policy.roles),
         outbound={k: tuple(v) for k, v in outbound.items()},
         recipient_checks={p: _recipient_check(policy, p) for p in policy.purposes},
     )

@@ -425,7 +425,7 @@ class DecisionEngine:
             return self._deny_all(
                 (Reason("U2", f"unknown_purpose:{req.purpose}"), Reason("V1", "undeclared"))
             )
-        role = self._t.roles_by_key.get(req.actor.role)
+        role = self.policy.roles.get(req.actor.role)
         if role is None:
             return self._deny("S2", f"unknown_role:{req.actor.role}")
         if role.kind is not req.actor.kind:

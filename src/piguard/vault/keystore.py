@@ -48,15 +48,6 @@ class KeyStore:
         with Session(self._engine) as s:
             return s.scalar(select(DataKeyRow.wrapped).where(DataKeyRow.subject_id == subject_id))
 
-    def get_many(self, subject_ids: list[str]) -> dict[str, bytes]:
-        with Session(self._engine) as s:
-            rows = s.execute(
-                select(DataKeyRow.subject_id, DataKeyRow.wrapped).where(
-                    DataKeyRow.subject_id.in_(subject_ids)
-                )
-            )
-            return dict(rows)
-
     def destroy(self, subject_id: str) -> bool:
         """Delete a subject's key for good; True if there was one."""
         with Session(self._engine) as s, s.begin():

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
@@ -28,7 +28,7 @@ from piguard.vault.crypto import BlindIndex, DataKey, aad_for
 from piguard.vault.identifiers import VALIDATORS, birth_date_from_resident_id
 from piguard.vault.keys import DataKeys
 from piguard.vault.repository import VaultRepository
-from piguard.vault.states import BIRTH_DATE, SubjectStates
+from piguard.vault.states import BIRTH_DATE, SubjectLike, SubjectStates
 from piguard.vault.tables import SubjectRow
 
 REGISTRATION_PURPOSE = "kyc_aml"
@@ -131,9 +131,7 @@ class VaultService:
         """Decrypt and project the values of some categories for a declared purpose."""
         with UnitOfWork(self._sessions, readonly=True) as uow:
             repo = VaultRepository(uow.session)
-            subject = repo.subject_status(subject_id)
-            if subject is None or subject.status == "erased":
-                raise _no_such_subject()
+            subject = _live(repo.subject_status(subject_id))
             rows = repo.values(subject_id, categories)
             sources = frozenset(p for r in rows for p in r.purposes.split(","))
             req = DecisionRequest(
@@ -169,7 +167,7 @@ class VaultService:
         clean = self._normalise(values)
         with UnitOfWork(self._sessions) as uow:
             repo = VaultRepository(uow.session)
-            state = self._live_state(uow.session, subject_id)
+            state = self.live_state(uow.session, subject_id)
             req = DecisionRequest(action, actor, purpose, tuple(clean), state)
             self._enforcer.require(req, subject_id, uow.session)
             if BIRTH_DATE in clean:
@@ -195,7 +193,7 @@ class VaultService:
         with UnitOfWork(self._sessions) as uow:
             subject = self._existing(uow.session, subject_id)
             req = DecisionRequest(
-                Action.ERASE, actor, purpose, (), self.state(uow.session, subject_id)
+                Action.ERASE, actor, purpose, (), self._states.of(uow.session, subject)
             )
             self._enforcer.require(req, subject_id, uow.session, detail="erase_subject")
             # The key goes first: if anything below fails, the data is already unreadable.
@@ -219,7 +217,7 @@ class VaultService:
         """Delete the values of some categories (R3)."""
         with UnitOfWork(self._sessions) as uow:
             req = DecisionRequest(
-                Action.ERASE, actor, purpose, categories, self._live_state(uow.session, subject_id)
+                Action.ERASE, actor, purpose, categories, self.live_state(uow.session, subject_id)
             )
             self._enforcer.require(req, subject_id, uow.session)
             repo = VaultRepository(uow.session)
@@ -256,20 +254,12 @@ class VaultService:
     def snapshot(self, subject_id: str) -> SubjectState:
         """The current state of an existing subject, for callers that decide themselves."""
         with UnitOfWork(self._sessions) as uow:
-            return self._live_state(uow.session, subject_id)
+            return self.live_state(uow.session, subject_id)
 
-    def _live_state(self, session: Session, subject_id: str) -> SubjectState:
-        """The snapshot of a subject that exists and is not erased; else NotFound."""
-        subject = VaultRepository(session).subject_status(subject_id)
-        if subject is None or subject.status == "erased":
-            raise _no_such_subject()
-        return self._states.of(session, subject)
-
-    def state(self, session: Session, subject_id: str) -> SubjectState:
-        """The snapshot the engine needs: consents, settings, age, closure."""
-        subject = VaultRepository(session).subject_status(subject_id)
-        if subject is None:
-            return SubjectState()
+    def live_state(self, session: Session, subject_id: str) -> SubjectState:
+        """The snapshot the engine needs (consents, settings, age, closure) of a subject that
+        exists and is not erased; NotFound otherwise."""
+        subject = _live(VaultRepository(session).subject_status(subject_id))
         return self._states.of(session, subject)
 
     # -- helpers --------------------------------------------------------------------------------
@@ -369,14 +359,21 @@ class VaultService:
         )
 
     def _existing(self, session: Session, subject_id: str) -> SubjectRow:
-        subject = VaultRepository(session).subject(subject_id)
-        if subject is None or subject.status == "erased":
-            raise NotFound(LocalText("没有该主体", "no such subject"), field="subject_id")
-        return subject
+        return _live(VaultRepository(session).subject(subject_id))
 
 
-def _no_such_subject() -> NotFound:
+def no_such_subject() -> NotFound:
+    """Not found, and erased, look the same to every caller."""
     return NotFound(LocalText("没有该主体", "no such subject"), field="subject_id")
+
+
+_Subject = TypeVar("_Subject", bound=SubjectLike)
+
+
+def _live(subject: _Subject | None) -> _Subject:
+    if subject is None or subject.status == "erased":
+        raise no_such_subject()
+    return subject
 
 
 def _taken(category: str) -> Conflict:

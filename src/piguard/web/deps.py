@@ -15,8 +15,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from piguard.auth.service import Caller
 from piguard.bootstrap import Piguard
-from piguard.kernel.errors import NotFound, Unauthenticated
+from piguard.kernel.errors import Unauthenticated
 from piguard.kernel.text import LocalText
+from piguard.vault.service import no_such_subject
 
 SUBJECT_ID_PATTERN: Final = r"^[A-Za-z0-9_]{1,64}$"
 _MAX_TOKEN = 512
@@ -49,10 +50,6 @@ def get_caller(
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
-
-
-def no_such_subject() -> NotFound:
-    return NotFound(LocalText("没有该主体", "no such subject"), field="subject_id")
 
 
 def check_binding(caller: Caller, subject_id: str) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from piguard.web.deps import CallerDep, PiguardDep, no_such_subject
+from piguard.vault.service import no_such_subject
+from piguard.web.deps import CallerDep, PiguardDep
 from piguard.web.schemas import LookupIn, LookupOut
 from piguard.web.views import values_out
 
