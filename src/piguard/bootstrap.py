@@ -16,7 +16,7 @@ from piguard.auth.service import ApiKeys
 from piguard.consent.service import ConsentService
 from piguard.db.engine import make_engine
 from piguard.db.migrate import upgrade
-from piguard.db.uow import session_factory
+from piguard.db.uow import Transactions
 from piguard.enforcement import Enforcer
 from piguard.kernel.clock import Clock, SystemClock
 from piguard.policies import bundled_policy_path
@@ -77,7 +77,7 @@ def build(settings: Settings, clock: Clock | None = None, *, migrate: bool = Tru
         upgrade(db, "main")
         upgrade(keystore_db, "keystore")
     keys = load_keys(settings)
-    sessions = session_factory(db)
+    transactions = Transactions(db)
     decisions = DecisionEngine(policy)
     audit = AuditLog(
         db,
@@ -88,7 +88,7 @@ def build(settings: Settings, clock: Clock | None = None, *, migrate: bool = Tru
     )
     enforcer = Enforcer(decisions, audit)
     vault = VaultService(
-        sessions=sessions,
+        transactions=transactions,
         policy=policy,
         enforcer=enforcer,
         keys=DataKeys(KeyStore(keystore_db), keys),
@@ -96,7 +96,7 @@ def build(settings: Settings, clock: Clock | None = None, *, migrate: bool = Tru
         clock=clock,
     )
     consents = ConsentService(
-        sessions=sessions,
+        transactions=transactions,
         policy=policy,
         enforcer=enforcer,
         vault=vault,
@@ -114,6 +114,6 @@ def build(settings: Settings, clock: Clock | None = None, *, migrate: bool = Tru
         enforcer=enforcer,
         vault=vault,
         consents=consents,
-        api_keys=ApiKeys(sessions, policy, clock),
+        api_keys=ApiKeys(transactions, policy, clock),
         clock=clock,
     )

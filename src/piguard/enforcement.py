@@ -6,9 +6,8 @@ raises `Denied` with the clause IDs, after recording the refusal too.
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
-
 from piguard.audit.ports import AuditDraft, AuditSink
+from piguard.db.uow import UnitOfWork
 from piguard.kernel.errors import Denied
 from piguard.kernel.text import LocalText
 from piguard.policy.decide import DecisionEngine
@@ -32,17 +31,17 @@ class Enforcer:
         self.audit = audit
 
     def require(
-        self, req: DecisionRequest, subject: str, session: Session | None = None, detail: str = ""
+        self, req: DecisionRequest, subject: str, uow: UnitOfWork | None = None, detail: str = ""
     ) -> Decision:
-        """The allowed decision, audited in `session` (atomic with a write) or queued."""
+        """The allowed decision, audited in `uow` (atomic with a write) or queued."""
         decision = self.engine.decide(req)
         if not decision.allowed:
             self.audit.enqueue(_draft(req, decision, subject, detail))
             raise denied(decision)
-        if session is None:
+        if uow is None:
             self.audit.enqueue(_draft(req, decision, subject, detail))
         else:
-            self.audit.append(session, [_draft(req, decision, subject, detail)])
+            self.audit.append(uow, [_draft(req, decision, subject, detail)])
         return decision
 
     def answer(self, req: DecisionRequest, subject: str, detail: str = "") -> Decision:

@@ -18,13 +18,13 @@ from itertools import pairwise
 from pathlib import Path
 
 from sqlalchemy import Engine, text
-from sqlalchemy.orm import Session
 
 from piguard.audit.log import verify
 from piguard.bootstrap import Piguard, build
 from piguard.consent.model import current_consents
 from piguard.consent.repository import ConsentRepository
 from piguard.db.engine import make_engine
+from piguard.db.uow import UnitOfWork
 from piguard.kernel.errors import Denied
 from piguard.policy import scopes
 from piguard.policy.decision import Actor
@@ -127,8 +127,8 @@ def _count(engine: Engine, sql: str) -> int:
 
 def _folds(engine: Engine, subjects: list[str]) -> dict[str, bool]:
     """Whether each subject's ledger, folded in order, ends with the scope granted."""
-    with Session(engine) as session:
-        repo = ConsentRepository(session)
+    with UnitOfWork(engine) as uow:
+        repo = ConsentRepository(uow.connection)
         return {s: SCOPE in current_consents(repo.events(s)) for s in subjects}
 
 

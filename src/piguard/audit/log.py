@@ -36,8 +36,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from sqlalchemy import Connection, Engine, event, insert, select
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy import Connection, Engine, insert, select
 
 from piguard.audit.chain import COLUMNS, ChainBuilder, Row, check_subject, format_at
 from piguard.audit.checkpoint import Checkpoint, make_checkpoint
@@ -51,6 +50,7 @@ from piguard.audit.scan import (
 )
 from piguard.audit.tables import AuditCheckpointRow, AuditRecordRow
 from piguard.audit.verify import VerifyReport
+from piguard.db.uow import UnitOfWork
 from piguard.kernel.clock import Clock
 from piguard.kernel.errors import PiguardError
 from piguard.kernel.text import LocalText
@@ -70,7 +70,6 @@ _LOCK_KEY: Final = 0x5049_4755_4152_4400  # "PIGUARD\0": the chain's advisory lo
 _MAX_BACKOFF: Final = 1.0
 _CHUNK: Final = 75  # rows per INSERT: 975 parameters, under SQLite's oldest limit of 999
 _EXIT_TIMEOUT: Final = 10.0
-_PENDING: Final = "piguard.audit.pending_checkpoints"
 _HEAD: Final = (
     select(AuditRecordRow.seq, AuditRecordRow.hash).order_by(AuditRecordRow.seq.desc()).limit(1)
 )
@@ -154,7 +153,7 @@ class AuditLog:
         """The public half of the signing key: what `verify` needs to trust the checkpoints."""
         return self._signer.public_key
 
-    def append(self, session: Session, drafts: list[AuditDraft]) -> None:
+    def append(self, uow: UnitOfWork, drafts: list[AuditDraft]) -> None:
         """Chain and insert `drafts` in the caller's open transaction, atomic with its writes.
 
         Raises InvalidInput for a draft with unsafe fields (nothing is inserted then). The chain
@@ -163,9 +162,9 @@ class AuditLog:
         if not drafts:
             return
         at = _format_at(self._clock.now())
-        cp = self._write(session.connection(), [(draft, at) for draft in drafts])
+        cp = self._write(uow.connection, [(draft, at) for draft in drafts])
         if cp is not None:
-            _defer(session, self, cp)
+            uow.after_commit(lambda: self._record(cp))
         if self._thread is None:
             self._start()
 
@@ -402,46 +401,6 @@ class _Keyed:
 
     def sign(self, data: bytes) -> bytes:
         return self._key.sign(data)
-
-
-class _Pending:
-    """Checkpoints signed in a session's transaction: to the file once the root commits."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[SessionTransaction | None, AuditLog, Checkpoint]] = []
-
-    def committed(self, session: Session) -> None:
-        if session.get_nested_transaction() is not None:
-            return  # a savepoint was released: its records are not committed yet
-        items, self.items = self.items, []
-        for _, log, cp in items:
-            log._record(cp)
-
-    def rolled_back(self, _session: Session, previous: SessionTransaction) -> None:
-        if previous.nested:  # a savepoint: drop what was signed inside it
-            self.items = [item for item in self.items if not _inside(item[0], previous)]
-
-    def ended(self, _session: Session, transaction: SessionTransaction) -> None:
-        if transaction.parent is None:  # rolled back or closed (a commit has emptied the list)
-            self.items = []
-
-
-def _inside(trans: SessionTransaction | None, outer: SessionTransaction) -> bool:
-    while trans is not None:
-        if trans is outer:
-            return True
-        trans = trans.parent
-    return False
-
-
-def _defer(session: Session, log: AuditLog, cp: Checkpoint) -> None:
-    pending = session.info.get(_PENDING)
-    if pending is None:
-        pending = session.info[_PENDING] = _Pending()
-        event.listen(session, "after_commit", pending.committed)
-        event.listen(session, "after_soft_rollback", pending.rolled_back)
-        event.listen(session, "after_transaction_end", pending.ended)
-    pending.items.append((session.get_nested_transaction(), log, cp))
 
 
 def _format_at(moment: datetime) -> str:

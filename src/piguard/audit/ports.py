@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy.orm import Session
+from piguard.db.uow import UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +26,7 @@ class AuditDraft:
 class AuditSink(Protocol):
     """The audit log as services see it."""
 
-    def append(self, session: Session, drafts: list[AuditDraft]) -> None:
+    def append(self, uow: UnitOfWork, drafts: list[AuditDraft]) -> None:
         """Chain and insert inside the caller's transaction (for writes: atomic with the data)."""
 
     def enqueue(self, draft: AuditDraft) -> None:

@@ -7,12 +7,12 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Table, insert, select, update
 
 from piguard.auth.tables import ApiKeyRow
-from piguard.db.uow import UnitOfWork
+from piguard.db.uow import Transactions
 from piguard.kernel.clock import Clock
 from piguard.kernel.errors import InvalidInput, Unauthenticated
 from piguard.kernel.ids import new_id
@@ -21,6 +21,7 @@ from piguard.policy.decision import Actor
 from piguard.policy.model import ActorKind, Policy
 
 _PREFIX = "pgk"
+_KEYS = cast(Table, ApiKeyRow.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +40,8 @@ class IssuedKey:
 
 
 class ApiKeys:
-    def __init__(self, sessions: sessionmaker[Session], policy: Policy, clock: Clock) -> None:
-        self._sessions = sessions
+    def __init__(self, transactions: Transactions, policy: Policy, clock: Clock) -> None:
+        self._tx = transactions
         self._policy = policy
         self._clock = clock
 
@@ -64,16 +65,17 @@ class ApiKeys:
             )
         key_id = new_id("key")
         secret = secrets.token_urlsafe(32)
-        with UnitOfWork(self._sessions) as uow:
-            uow.session.add(
-                ApiKeyRow(
-                    id=key_id,
-                    secret_hash=_hash(secret),
-                    role=role,
-                    subject_id=subject_id,
-                    label=label[:200],
-                    created_at=self._clock.now(),
-                )
+        with self._tx.write() as uow:
+            uow.connection.execute(
+                insert(_KEYS),
+                {
+                    "id": key_id,
+                    "secret_hash": _hash(secret),
+                    "role": role,
+                    "subject_id": subject_id,
+                    "label": label[:200],
+                    "created_at": self._clock.now(),
+                },
             )
             uow.commit()
         return IssuedKey(key_id, role, f"{_PREFIX}_{key_id}.{secret}")
@@ -83,23 +85,24 @@ class ApiKeys:
         key_id, _, secret = rest.partition(".")
         if prefix != _PREFIX or not key_id or not secret:
             raise _unauthenticated()
-        with UnitOfWork(self._sessions) as uow:
-            row = uow.session.scalar(select(ApiKeyRow).where(ApiKeyRow.id == key_id))
-            # Read the row inside the unit: its rollback on exit expires every loaded object.
-            expected = row.secret_hash if row is not None else _hash("")
-            if not hmac.compare_digest(expected, _hash(secret)) or row is None or row.revoked_at:
-                raise _unauthenticated()
-            role = self._policy.roles.get(row.role)
-            if role is None:
-                raise _unauthenticated()
-            return Caller(Actor(role.kind, role.key, principal=row.id), row.subject_id)
+        with self._tx.read() as uow:
+            row = uow.connection.execute(select(_KEYS).where(_KEYS.c.id == key_id)).first()
+        expected = row.secret_hash if row is not None else _hash("")
+        if not hmac.compare_digest(expected, _hash(secret)) or row is None or row.revoked_at:
+            raise _unauthenticated()
+        role = self._policy.roles.get(row.role)
+        if role is None:
+            raise _unauthenticated()
+        return Caller(Actor(role.kind, role.key, principal=row.id), row.subject_id)
 
     def revoke(self, key_id: str) -> None:
-        with UnitOfWork(self._sessions) as uow:
-            row = uow.session.get(ApiKeyRow, key_id)
-            if row is not None and row.revoked_at is None:
-                row.revoked_at = self._clock.now()
-                uow.commit()
+        with self._tx.write() as uow:
+            uow.connection.execute(
+                update(_KEYS)
+                .where(_KEYS.c.id == key_id, _KEYS.c.revoked_at.is_(None))
+                .values(revoked_at=self._clock.now())
+            )
+            uow.commit()
 
 
 def _hash(secret: str) -> str:

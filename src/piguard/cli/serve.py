@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from piguard.bootstrap import Piguard
 from piguard.cli.common import build_or_exit, settings_or_exit
-from piguard.db.uow import UnitOfWork, session_factory
+from piguard.db.uow import Transactions
 from piguard.population import seed_population
 from piguard.vault.tables import SubjectRow
 from piguard.web.app import create_app
@@ -82,15 +82,15 @@ def demo(
 
 
 def _first_subject(app_: Piguard) -> str | None:
-    with UnitOfWork(session_factory(app_.db)) as uow:
-        return uow.session.scalar(
+    with Transactions(app_.db).read() as uow:
+        return uow.connection.scalar(
             select(SubjectRow.id).where(SubjectRow.status == "active").order_by(SubjectRow.id)
         )
 
 
 def _subjects(app_: Piguard) -> int:
-    with UnitOfWork(session_factory(app_.db)) as uow:
-        return int(uow.session.scalar(select(func.count()).select_from(SubjectRow)) or 0)
+    with Transactions(app_.db).read() as uow:
+        return int(uow.connection.scalar(select(func.count()).select_from(SubjectRow)) or 0)
 
 
 def _run(app_: Piguard, host: str, port: int) -> None:

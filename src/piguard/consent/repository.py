@@ -2,72 +2,81 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from typing import Any, cast
+
+from sqlalchemy import Connection, Row, Table, bindparam, insert, select
 
 from piguard.consent.model import ConsentEvent, ConsentEventKind, SettingEvent
 from piguard.consent.tables import ConsentEventRow, SettingEventRow
 from piguard.policy.model import ConsentType
 
+_CONSENTS = cast(Table, ConsentEventRow.__table__)
+_SETTINGS = cast(Table, SettingEventRow.__table__)
+_EVENTS_OF = (
+    select(_CONSENTS)
+    .where(_CONSENTS.c.subject_id == bindparam("subject_id"))
+    .order_by(_CONSENTS.c.seq)
+)
+_SETTINGS_OF = (
+    select(_SETTINGS)
+    .where(_SETTINGS.c.subject_id == bindparam("subject_id"))
+    .order_by(_SETTINGS.c.seq)
+)
+
 
 class ConsentRepository:
-    def __init__(self, session: Session) -> None:
-        self._s = session
+    __slots__ = ("_c",)
+
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
 
     def add(self, event: ConsentEvent) -> None:
-        self._s.add(
-            ConsentEventRow(
-                id=event.id,
-                subject_id=event.subject_id,
-                kind=event.kind.value,
-                scope=event.scope,
-                consent_type=event.consent_type.value,
-                policy_version=event.policy_version,
-                notice_hash=event.notice_hash,
-                channel=event.channel,
-                method=event.method,
-                evidence=event.evidence,
-                at=event.at,
-            )
+        self._c.execute(
+            insert(_CONSENTS),
+            {
+                "id": event.id,
+                "subject_id": event.subject_id,
+                "kind": event.kind.value,
+                "scope": event.scope,
+                "consent_type": event.consent_type.value,
+                "policy_version": event.policy_version,
+                "notice_hash": event.notice_hash,
+                "channel": event.channel,
+                "method": event.method,
+                "evidence": event.evidence,
+                "at": event.at,
+            },
         )
 
     def events(self, subject_id: str) -> list[ConsentEvent]:
-        rows = self._s.scalars(
-            select(ConsentEventRow)
-            .where(ConsentEventRow.subject_id == subject_id)
-            .order_by(ConsentEventRow.seq)
-        )
-        return [_event(r) for r in rows]
+        return [_event(r) for r in self._c.execute(_EVENTS_OF, {"subject_id": subject_id})]
 
     def event(self, subject_id: str, event_id: str) -> ConsentEvent | None:
-        row = self._s.scalar(
-            select(ConsentEventRow).where(
-                ConsentEventRow.id == event_id, ConsentEventRow.subject_id == subject_id
+        row = self._c.execute(
+            select(_CONSENTS).where(
+                _CONSENTS.c.id == event_id, _CONSENTS.c.subject_id == subject_id
             )
-        )
-        return _event(row) if row else None
+        ).first()
+        return _event(row) if row is not None else None
 
     def add_setting(self, event: SettingEvent) -> None:
-        self._s.add(
-            SettingEventRow(
-                subject_id=event.subject_id,
-                key=event.key,
-                value=event.value,
-                channel=event.channel,
-                at=event.at,
-            )
+        self._c.execute(
+            insert(_SETTINGS),
+            {
+                "subject_id": event.subject_id,
+                "key": event.key,
+                "value": event.value,
+                "channel": event.channel,
+                "at": event.at,
+            },
         )
 
     def settings(self, subject_id: str) -> list[SettingEvent]:
-        rows = self._s.scalars(
-            select(SettingEventRow)
-            .where(SettingEventRow.subject_id == subject_id)
-            .order_by(SettingEventRow.seq)
-        )
+        rows = self._c.execute(_SETTINGS_OF, {"subject_id": subject_id})
         return [SettingEvent(r.subject_id, r.key, r.value, r.channel, r.at) for r in rows]
 
 
-def _event(r: ConsentEventRow) -> ConsentEvent:
+def _event(r: Row[Any]) -> ConsentEvent:
     return ConsentEvent(
         id=r.id,
         subject_id=r.subject_id,

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from piguard.consent.model import (
     ConsentEvent,
     ConsentEventKind,
@@ -20,7 +18,7 @@ from piguard.consent.model import (
     kantara_receipt,
 )
 from piguard.consent.repository import ConsentRepository
-from piguard.db.uow import UnitOfWork
+from piguard.db.uow import Transactions, UnitOfWork
 from piguard.enforcement import Enforcer
 from piguard.kernel.clock import Clock
 from piguard.kernel.errors import InvalidInput, NotFound
@@ -51,14 +49,14 @@ class ConsentService:
     def __init__(
         self,
         *,
-        sessions: sessionmaker[Session],
+        transactions: Transactions,
         policy: Policy,
         enforcer: Enforcer,
         vault: VaultService,
         notice_hash: str,
         clock: Clock,
     ) -> None:
-        self._sessions = sessions
+        self._tx = transactions
         self._policy = policy
         self._enforcer = enforcer
         self._vault = vault
@@ -86,26 +84,26 @@ class ConsentService:
     def history(
         self, actor: Actor, subject_id: str
     ) -> tuple[list[ConsentEvent], dict[str, ConsentType]]:
-        with UnitOfWork(self._sessions) as uow:
-            self._check(uow.session, actor, subject_id, Action.READ, write=False)
-            events = ConsentRepository(uow.session).events(subject_id)
+        with self._tx.read() as uow:
+            self._check(uow, actor, subject_id, Action.READ, write=False)
+            events = ConsentRepository(uow.connection).events(subject_id)
         return events, current_consents(events)
 
     def receipt(
         self, actor: Actor, subject_id: str, event_id: str, lang: Lang = "zh"
     ) -> dict[str, object]:
-        with UnitOfWork(self._sessions) as uow:
-            self._check(uow.session, actor, subject_id, Action.READ, write=False)
-            event = ConsentRepository(uow.session).event(subject_id, event_id)
+        with self._tx.read() as uow:
+            self._check(uow, actor, subject_id, Action.READ, write=False)
+            event = ConsentRepository(uow.connection).event(subject_id, event_id)
         if event is None:
             raise NotFound(LocalText("没有该同意记录", "no such consent event"), field="event_id")
         return kantara_receipt(event, self._policy, lang)
 
     def settings(self, actor: Actor, subject_id: str) -> dict[str, bool]:
-        with UnitOfWork(self._sessions) as uow:
-            self._check(uow.session, actor, subject_id, Action.READ, write=False)
+        with self._tx.read() as uow:
+            self._check(uow, actor, subject_id, Action.READ, write=False)
             return current_settings(
-                self._policy, ConsentRepository(uow.session).settings(subject_id)
+                self._policy, ConsentRepository(uow.connection).settings(subject_id)
             )
 
     def change_settings(
@@ -120,13 +118,12 @@ class ConsentService:
                 allowed=", ".join(self._policy.settings),
             )
         _check_choice("channel", channel, CHANNELS)
-        with UnitOfWork(self._sessions) as uow:
-            self._check(uow.session, actor, subject_id, Action.UPDATE, write=True)
-            repo = ConsentRepository(uow.session)
+        with self._tx.write() as uow:
+            self._check(uow, actor, subject_id, Action.UPDATE, write=True)
+            repo = ConsentRepository(uow.connection)
             now = self._clock.now()
             for key, value in changes.items():
                 repo.add_setting(SettingEvent(subject_id, key, bool(value), channel, now))
-            uow.session.flush()
             state = current_settings(self._policy, repo.settings(subject_id))
             uow.commit()
         return state
@@ -162,15 +159,15 @@ class ConsentService:
             evidence=how.evidence,
             at=self._clock.now(),
         )
-        with UnitOfWork(self._sessions) as uow:
-            self._check(uow.session, actor, subject_id, Action.UPDATE, write=True, detail=kind)
-            ConsentRepository(uow.session).add(event)
+        with self._tx.write() as uow:
+            self._check(uow, actor, subject_id, Action.UPDATE, write=True, detail=kind)
+            ConsentRepository(uow.connection).add(event)
             uow.commit()
         return event
 
     def _check(
         self,
-        session: Session,
+        uow: UnitOfWork,
         actor: Actor,
         subject_id: str,
         action: Action,
@@ -179,11 +176,11 @@ class ConsentService:
         detail: str = "",
     ) -> None:
         req = DecisionRequest(
-            action, actor, PURPOSE, CATEGORY, self._vault.live_state(session, subject_id)
+            action, actor, PURPOSE, CATEGORY, self._vault.live_state(uow.connection, subject_id)
         )
-        self._enforcer.require(req, subject_id, session if write else None, detail=detail)
+        self._enforcer.require(req, subject_id, uow if write else None, detail=detail)
         if write:  # every later decision must see this change, in every process (R2)
-            VaultRepository(session).state_changed(subject_id)
+            VaultRepository(uow.connection).state_changed(subject_id)
 
     def _validate_scope(self, scope: str) -> None:
         try:

@@ -1,33 +1,40 @@
-"""The unit of work: one transaction per service call, rolled back unless `commit()` is called."""
+"""The unit of work: one transaction on one Core connection per service call.
+
+Rolled back unless `commit()` is called. Repositories run SQLAlchemy Core statements on
+`connection`: no ORM session, identity map or flush on the hot path, where they cost more than
+the SQL. Work that must follow a durable commit (a checkpoint line in a file) registers with
+`after_commit`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Engine
 
 from piguard.db.engine import READONLY
 
 
 class UnitOfWork:
-    """A session scope. Repositories never commit; the service that opened the unit does."""
+    """A transaction scope. Repositories never commit; the service that opened the unit does."""
 
-    def __init__(self, factory: sessionmaker[Session], *, readonly: bool = False) -> None:
-        self._factory = factory
-        self._readonly = readonly
-        self._session: Session | None = None
+    __slots__ = ("_after", "_conn", "_engine")
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._conn: Connection | None = None
+        self._after: list[Callable[[], None]] = []
 
     @property
-    def session(self) -> Session:
-        if self._session is None:
+    def connection(self) -> Connection:
+        if self._conn is None:
             raise RuntimeError("the unit of work is not open")
-        return self._session
+        return self._conn
 
     def __enter__(self) -> UnitOfWork:
-        self._session = self._factory()
-        if self._readonly:  # a snapshot read: on SQLite, no write lock (see db.engine)
-            self._session.connection(execution_options={READONLY: True})
+        # The transaction begins with the first statement: a write takes its lock no earlier.
+        self._conn = self._engine.connect()
         return self
 
     def __exit__(
@@ -36,15 +43,32 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        try:
-            self.session.rollback()
-        finally:
-            self.session.close()
-            self._session = None
+        conn, self._conn, self._after = self.connection, None, []
+        conn.close()  # rolls back what was not committed
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once this unit has committed; never if it rolls back."""
+        self._after.append(callback)
 
     def commit(self) -> None:
-        self.session.commit()
+        self.connection.commit()
+        callbacks, self._after = self._after, []
+        for callback in callbacks:
+            callback()
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False, autoflush=False)
+class Transactions:
+    """Opens units of work on one engine: writes take the write lock at once, reads never do."""
+
+    __slots__ = ("_readonly", "engine")
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        # A snapshot read: on SQLite, a plain BEGIN without the write lock (see db.engine).
+        self._readonly = engine.execution_options(**{READONLY: True})
+
+    def write(self) -> UnitOfWork:
+        return UnitOfWork(self.engine)
+
+    def read(self) -> UnitOfWork:
+        return UnitOfWork(self._readonly)

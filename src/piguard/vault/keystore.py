@@ -8,9 +8,22 @@ after which no copy of the main database can be decrypted for that subject (cryp
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
-from sqlalchemy import Engine, LargeBinary, MetaData, String, delete, select, text, update
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy import (
+    Engine,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from piguard.db.base import NAMING
 from piguard.db.engine import is_sqlite, make_engine, sqlite_maintenance
@@ -28,6 +41,10 @@ class DataKeyRow(KeyBase):
     kek_id: Mapped[str] = mapped_column(String(16), index=True)
 
 
+_KEYS = cast(Table, DataKeyRow.__table__)
+_WRAPPED_OF = select(_KEYS.c.wrapped).where(_KEYS.c.subject_id == bindparam("subject_id"))
+
+
 def open_keystore(url: str) -> Engine:
     """The key store's engine: on SQLite, deleted keys are overwritten on disk."""
     return make_engine(url, secure_delete=True)
@@ -41,42 +58,45 @@ class KeyStore:
         self._engine = engine
 
     def put(self, subject_id: str, wrapped: bytes, kek_id: str) -> None:
-        with Session(self._engine) as s, s.begin():
-            s.add(DataKeyRow(subject_id=subject_id, wrapped=wrapped, kek_id=kek_id))
+        with self._engine.begin() as conn:
+            conn.execute(
+                insert(_KEYS), {"subject_id": subject_id, "wrapped": wrapped, "kek_id": kek_id}
+            )
 
     def get(self, subject_id: str) -> bytes | None:
-        with Session(self._engine) as s:
-            return s.scalar(select(DataKeyRow.wrapped).where(DataKeyRow.subject_id == subject_id))
+        with self._engine.connect() as conn:
+            found = conn.execute(_WRAPPED_OF, {"subject_id": subject_id}).scalar()
+        return bytes(found) if found is not None else None
 
     def destroy(self, subject_id: str) -> bool:
         """Delete a subject's key for good; True if there was one."""
-        with Session(self._engine) as s, s.begin():
-            gone = s.execute(delete(DataKeyRow).where(DataKeyRow.subject_id == subject_id))
+        with self._engine.begin() as conn:
+            gone = conn.execute(delete(_KEYS).where(_KEYS.c.subject_id == subject_id))
         if is_sqlite(self._engine):
             # Fold the WAL into the (securely overwritten) file, so no old copy of the key lingers.
             sqlite_maintenance(self._engine, "PRAGMA wal_checkpoint(TRUNCATE)")
-        return bool(getattr(gone, "rowcount", 0))
+        return gone.rowcount > 0
 
     def wrapped_by_other_keks(self, kek_id: str, batch: int) -> Iterator[tuple[str, bytes]]:
         """Keys not yet wrapped by `kek_id`, a batch at a time (for rotation)."""
-        with Session(self._engine) as s:
-            rows = s.execute(
-                select(DataKeyRow.subject_id, DataKeyRow.wrapped)
-                .where(DataKeyRow.kek_id != kek_id)
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(_KEYS.c.subject_id, _KEYS.c.wrapped)
+                .where(_KEYS.c.kek_id != kek_id)
                 .limit(batch)
             ).all()
         yield from ((sid, wrapped) for sid, wrapped in rows)
 
     def rewrap(self, items: list[tuple[str, bytes]], kek_id: str) -> None:
-        with Session(self._engine) as s, s.begin():
+        with self._engine.begin() as conn:
             for sid, wrapped in items:
-                s.execute(
-                    update(DataKeyRow)
-                    .where(DataKeyRow.subject_id == sid)
+                conn.execute(
+                    update(_KEYS)
+                    .where(_KEYS.c.subject_id == sid)
                     .values(wrapped=wrapped, kek_id=kek_id)
                 )
 
     def count_by_kek(self) -> dict[str, int]:
-        with Session(self._engine) as s:
-            rows = s.execute(text("SELECT kek_id, COUNT(*) FROM data_keys GROUP BY kek_id"))
+        with self._engine.connect() as conn:
+            rows = conn.execute(text("SELECT kek_id, COUNT(*) FROM data_keys GROUP BY kek_id"))
             return {str(k): int(n) for k, n in rows}

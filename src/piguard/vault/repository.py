@@ -1,103 +1,173 @@
-"""Subjects, encrypted values and blind indexes in SQL. Repositories never commit."""
+"""Subjects, encrypted values and blind indexes in SQL. Repositories never commit.
+
+Core statements on the unit of work's connection, built once where they run on every call:
+building and compiling a statement costs more than running it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Table, bindparam, delete, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    Connection,
+    Row,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 
 from piguard.vault.tables import BlindIndexRow, SubjectRow, ValueRow
 
 _SUBJECTS = cast(Table, SubjectRow.__table__)
 _VALUES = cast(Table, ValueRow.__table__)
-# Built once: constructing a statement costs more than running it on the hot path.
+_INDEXES = cast(Table, BlindIndexRow.__table__)
+_VALUE_COLUMNS = tuple(_VALUES.c)
+
 _SUBJECT_STATUS = select(_SUBJECTS.c.id, _SUBJECTS.c.status, _SUBJECTS.c.state_version).where(
     _SUBJECTS.c.id == bindparam("subject_id")
 )
-_VALUES_OF = (
-    select(_VALUES)
-    .where(
-        _VALUES.c.subject_id == bindparam("subject_id"),
-        _VALUES.c.category.in_(bindparam("categories", expanding=True)),
-    )
-    .order_by(_VALUES.c.collected_at, _VALUES.c.id)
-)
-
+_INSERT_SUBJECT = insert(_SUBJECTS)
 _INSERT_VALUES = insert(_VALUES)
+_STATE_CHANGED = (
+    update(_SUBJECTS)
+    .where(_SUBJECTS.c.id == bindparam("subject_id"))
+    .values(state_version=_SUBJECTS.c.state_version + 1)
+)
+_INDEX_OWNER = select(_INDEXES.c.subject_id).where(
+    _INDEXES.c.kind == bindparam("kind"), _INDEXES.c.digest == bindparam("digest")
+)
+# Statements for one count of categories, without SQLAlchemy's "expanding" IN, which is
+# recompiled on every call; a policy has a few dozen categories, so few counts occur.
+_CATEGORY_COUNTS = 128
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectStatus:
+    """What a decision keys a subject's snapshot on."""
+
+    id: str
+    status: str
+    state_version: int
 
 
 class VaultRepository:
-    def __init__(self, session: Session) -> None:
-        self._s = session
+    __slots__ = ("_c",)
 
-    @property
-    def _core(self) -> Connection:
-        """The session's connection, for Core statements: no ORM machinery on the hot path."""
-        return self._s.connection()
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+
+    # -- subjects --------------------------------------------------------------------------------
 
     def add_subject(self, subject_id: str, at: datetime) -> None:
-        self._s.add(SubjectRow(id=subject_id, status="active", created_at=at))
+        self._c.execute(_INSERT_SUBJECT, {"id": subject_id, "status": "active", "created_at": at})
 
-    def subject(self, subject_id: str) -> SubjectRow | None:
-        return self._s.get(SubjectRow, subject_id)
+    def subject_status(self, subject_id: str) -> SubjectStatus | None:
+        row = self._c.execute(_SUBJECT_STATUS, {"subject_id": subject_id}).first()
+        return SubjectStatus(*row) if row is not None else None
 
-    def subject_status(self, subject_id: str) -> Row[str, str, int] | None:
-        """(id, status, state_version) without the ORM, for the read path."""
-        return self._core.execute(_SUBJECT_STATUS, {"subject_id": subject_id}).first()
+    def subject_with_values(
+        self, subject_id: str, categories: Sequence[str]
+    ) -> tuple[SubjectStatus | None, list[Row[Any]]]:
+        """A subject's status and its values of some categories, in one statement (reads)."""
+        wanted = tuple(dict.fromkeys(categories))
+        params: dict[str, Any] = {f"c{i}": c for i, c in enumerate(wanted)}
+        params["subject_id"] = subject_id
+        rows = self._c.execute(_status_and_values(len(wanted)), params).all()
+        if not rows:
+            return None, []
+        status = SubjectStatus(subject_id, rows[0].status, rows[0].state_version)
+        return status, [row for row in rows if row.id is not None]
 
     def state_changed(self, subject_id: str) -> None:
         """Bump the subject's state version: cached decision snapshots of it are stale now."""
-        self._s.execute(
-            update(SubjectRow)
-            .where(SubjectRow.id == subject_id)
-            .values(state_version=SubjectRow.state_version + 1)
-            .execution_options(synchronize_session=False)
+        self._c.execute(_STATE_CHANGED, {"subject_id": subject_id})
+
+    def mark_erased(self, subject_id: str, at: datetime) -> None:
+        self._c.execute(
+            update(_SUBJECTS)
+            .where(_SUBJECTS.c.id == subject_id)
+            .values(status="erased", erased_at=at, state_version=_SUBJECTS.c.state_version + 1)
         )
+
+    # -- values ----------------------------------------------------------------------------------
 
     def add_values(self, rows: list[dict[str, Any]]) -> None:
-        """Insert value rows (dicts of `ValueRow` columns) in one statement, without the ORM."""
+        """Insert value rows (dicts of `ValueRow` columns) in one statement."""
         if rows:
-            self._core.execute(_INSERT_VALUES, rows)
+            self._c.execute(_INSERT_VALUES, rows)
 
-    def values(self, subject_id: str, categories: Iterable[str]) -> Sequence[Row[Any]]:
-        """Rows with the columns of `ValueRow`, read without the ORM: reads are the hot path."""
-        return self._core.execute(
-            _VALUES_OF, {"subject_id": subject_id, "categories": list(categories)}
-        ).all()
+    def values(self, subject_id: str, categories: Sequence[str]) -> list[Row[Any]]:
+        """Rows with the columns of `ValueRow`, oldest first."""
+        wanted = tuple(dict.fromkeys(categories))
+        params: dict[str, Any] = {f"c{i}": c for i, c in enumerate(wanted)}
+        params["subject_id"] = subject_id
+        return list(self._c.execute(_values_of(len(wanted)), params).all())
 
     def delete_values(self, subject_id: str, categories: Iterable[str] | None = None) -> int:
-        stmt = delete(ValueRow).where(ValueRow.subject_id == subject_id)
+        stmt = delete(_VALUES).where(_VALUES.c.subject_id == subject_id)
         if categories is not None:
-            stmt = stmt.where(ValueRow.category.in_(list(categories)))
-        return int(getattr(self._s.execute(stmt), "rowcount", 0))
+            stmt = stmt.where(_VALUES.c.category.in_(list(categories)))
+        return int(self._c.execute(stmt).rowcount)
 
     def purge_erased(self, batch: int) -> int:
-        erased = select(SubjectRow.id).where(SubjectRow.status == "erased")
-        doomed = select(ValueRow.id).where(ValueRow.subject_id.in_(erased)).limit(batch)
-        ids = list(self._s.scalars(doomed))
+        erased = select(_SUBJECTS.c.id).where(_SUBJECTS.c.status == "erased")
+        doomed = select(_VALUES.c.id).where(_VALUES.c.subject_id.in_(erased)).limit(batch)
+        ids = list(self._c.scalars(doomed))
         if ids:
-            self._s.execute(delete(ValueRow).where(ValueRow.id.in_(ids)))
+            self._c.execute(delete(_VALUES).where(_VALUES.c.id.in_(ids)))
         return len(ids)
 
+    # -- blind indexes ---------------------------------------------------------------------------
+
     def index_owner(self, kind: str, digest: str) -> str | None:
-        row = self._s.get(BlindIndexRow, (kind, digest))
-        return row.subject_id if row else None
+        found = self._c.execute(_INDEX_OWNER, {"kind": kind, "digest": digest}).first()
+        return str(found[0]) if found is not None else None
 
     def set_index(self, kind: str, digest: str, subject_id: str) -> None:
-        self._s.execute(
-            delete(BlindIndexRow).where(
-                BlindIndexRow.subject_id == subject_id, BlindIndexRow.kind == kind
-            )
+        self._c.execute(
+            delete(_INDEXES).where(_INDEXES.c.subject_id == subject_id, _INDEXES.c.kind == kind)
         )
-        self._s.execute(
-            insert(BlindIndexRow).values(kind=kind, digest=digest, subject_id=subject_id)
+        self._c.execute(
+            insert(_INDEXES), {"kind": kind, "digest": digest, "subject_id": subject_id}
         )
 
     def delete_indexes(self, subject_id: str, kinds: Iterable[str] | None = None) -> None:
-        stmt = delete(BlindIndexRow).where(BlindIndexRow.subject_id == subject_id)
+        stmt = delete(_INDEXES).where(_INDEXES.c.subject_id == subject_id)
         if kinds is not None:
-            stmt = stmt.where(BlindIndexRow.kind.in_(list(kinds)))
-        self._s.execute(stmt)
+            stmt = stmt.where(_INDEXES.c.kind.in_(list(kinds)))
+        self._c.execute(stmt)
+
+
+def _in_categories(count: int) -> Any:
+    return _VALUES.c.category.in_([bindparam(f"c{i}") for i in range(count)])
+
+
+@lru_cache(maxsize=_CATEGORY_COUNTS)
+def _values_of(count: int) -> Select[Any]:
+    return (
+        select(_VALUES)
+        .where(_VALUES.c.subject_id == bindparam("subject_id"), _in_categories(count))
+        .order_by(_VALUES.c.collected_at, _VALUES.c.id)
+    )
+
+
+@lru_cache(maxsize=_CATEGORY_COUNTS)
+def _status_and_values(count: int) -> Select[Any]:
+    """The subject's row joined to its matching values: one row per value, or one row with
+    empty value columns when it has none."""
+    matching = and_(_VALUES.c.subject_id == _SUBJECTS.c.id, _in_categories(count))
+    return (
+        select(_SUBJECTS.c.status, _SUBJECTS.c.state_version, *_VALUE_COLUMNS)
+        .select_from(_SUBJECTS.outerjoin(_VALUES, matching))
+        .where(_SUBJECTS.c.id == bindparam("subject_id"))
+        .order_by(_VALUES.c.collected_at, _VALUES.c.id)
+    )

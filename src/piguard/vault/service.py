@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Row
+from sqlalchemy import Connection, Row
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 
-from piguard.db.uow import UnitOfWork
+from piguard.db.uow import Transactions
 from piguard.enforcement import Enforcer
 from piguard.kernel.clock import Clock
 from piguard.kernel.errors import Conflict, Denied, InvalidInput, NotFound
@@ -27,9 +26,8 @@ from piguard.policy.model import Action, Policy, RetentionTrigger
 from piguard.vault.crypto import BlindIndex, DataKey, aad_for
 from piguard.vault.identifiers import VALIDATORS, birth_date_from_resident_id
 from piguard.vault.keys import DataKeys
-from piguard.vault.repository import VaultRepository
-from piguard.vault.states import BIRTH_DATE, SubjectLike, SubjectStates
-from piguard.vault.tables import SubjectRow
+from piguard.vault.repository import SubjectStatus, VaultRepository
+from piguard.vault.states import BIRTH_DATE, SubjectStates
 
 REGISTRATION_PURPOSE = "kyc_aml"
 ID_NUMBER = "user.government_id.national_identification_number"
@@ -62,14 +60,14 @@ class VaultService:
     def __init__(
         self,
         *,
-        sessions: sessionmaker[Session],
+        transactions: Transactions,
         policy: Policy,
         enforcer: Enforcer,
         keys: DataKeys,
         index: BlindIndex,
         clock: Clock,
     ) -> None:
-        self._sessions = sessions
+        self._tx = transactions
         self._policy = policy
         self._enforcer = enforcer
         self._keys = keys
@@ -98,14 +96,12 @@ class VaultService:
             clean.setdefault(BIRTH_DATE, birth_date_from_resident_id(clean[ID_NUMBER]).isoformat())
         subject_id = new_id("sub")
         req = DecisionRequest(Action.COLLECT, actor, REGISTRATION_PURPOSE, tuple(clean))
-        with UnitOfWork(self._sessions) as uow:
-            self._enforcer.require(req, subject_id, uow.session, detail="register")
+        with self._tx.write() as uow:
+            self._enforcer.require(req, subject_id, uow, detail="register")
             key = self._keys.create(subject_id)
             try:
-                repo = VaultRepository(uow.session)
-                repo.add_subject(subject_id, self._clock.now())
-                uow.session.flush()
-                self._store(uow.session, subject_id, key, clean, (REGISTRATION_PURPOSE,), source)
+                VaultRepository(uow.connection).add_subject(subject_id, self._clock.now())
+                self._store(uow.connection, subject_id, key, clean, (REGISTRATION_PURPOSE,), source)
                 uow.commit()
             except BaseException:
                 self._keys.destroy(subject_id)
@@ -129,17 +125,18 @@ class VaultService:
         self, actor: Actor, subject_id: str, purpose: str, categories: tuple[str, ...]
     ) -> ReadResult:
         """Decrypt and project the values of some categories for a declared purpose."""
-        with UnitOfWork(self._sessions, readonly=True) as uow:
-            repo = VaultRepository(uow.session)
-            subject = _live(repo.subject_status(subject_id))
-            rows = repo.values(subject_id, categories)
+        with self._tx.read() as uow:
+            found, rows = VaultRepository(uow.connection).subject_with_values(
+                subject_id, categories
+            )
+            subject = _live(found)
             sources = frozenset(p for r in rows for p in r.purposes.split(","))
             req = DecisionRequest(
                 Action.READ,
                 actor,
                 purpose,
                 categories,
-                self._states.of(uow.session, subject),
+                self._states.of(uow.connection, subject),
                 source_purposes=sources,
             )
             decision = self._enforcer.require(req, subject_id)
@@ -165,22 +162,22 @@ class VaultService:
         source: str,
     ) -> list[str]:
         clean = self._normalise(values)
-        with UnitOfWork(self._sessions) as uow:
-            repo = VaultRepository(uow.session)
-            state = self.live_state(uow.session, subject_id)
+        with self._tx.write() as uow:
+            repo = VaultRepository(uow.connection)
+            state = self.live_state(uow.connection, subject_id)
             req = DecisionRequest(action, actor, purpose, tuple(clean), state)
-            self._enforcer.require(req, subject_id, uow.session)
+            self._enforcer.require(req, subject_id, uow)
             if BIRTH_DATE in clean:
                 repo.state_changed(subject_id)
             purposes: tuple[str, ...] = (purpose,)
             if action is Action.UPDATE:  # a replacement keeps the purposes of what it replaces
-                old = repo.values(subject_id, clean)
+                old = repo.values(subject_id, tuple(clean))
                 purposes = tuple(
                     sorted({p for r in old for p in r.purposes.split(",")} | {purpose})
                 )
                 repo.delete_values(subject_id, clean)
             key = self._keys.get(subject_id)
-            ids = self._store(uow.session, subject_id, key, clean, purposes, source)
+            ids = self._store(uow.connection, subject_id, key, clean, purposes, source)
             uow.commit()
         return ids
 
@@ -190,24 +187,22 @@ class VaultService:
         """Crypto-shred a subject in constant time: destroy its data key, drop its indexes and
         mark it erased. Its ciphertext is unreadable from that moment, in every copy of the
         database; `purge_erased` reclaims the space later."""
-        with UnitOfWork(self._sessions) as uow:
-            subject = self._existing(uow.session, subject_id)
+        with self._tx.write() as uow:
+            repo = VaultRepository(uow.connection)
             req = DecisionRequest(
-                Action.ERASE, actor, purpose, (), self._states.of(uow.session, subject)
+                Action.ERASE, actor, purpose, (), self.live_state(uow.connection, subject_id)
             )
-            self._enforcer.require(req, subject_id, uow.session, detail="erase_subject")
+            self._enforcer.require(req, subject_id, uow, detail="erase_subject")
             # The key goes first: if anything below fails, the data is already unreadable.
             self._keys.destroy(subject_id)
-            VaultRepository(uow.session).delete_indexes(subject_id)
-            subject.status = "erased"
-            subject.erased_at = self._clock.now()
-            subject.state_version += 1
+            repo.delete_indexes(subject_id)
+            repo.mark_erased(subject_id, self._clock.now())
             uow.commit()
 
     def purge_erased(self, batch: int = 10_000) -> int:
         """Delete up to `batch` unreadable values of erased subjects; returns how many."""
-        with UnitOfWork(self._sessions) as uow:
-            count = VaultRepository(uow.session).purge_erased(batch)
+        with self._tx.write() as uow:
+            count = VaultRepository(uow.connection).purge_erased(batch)
             uow.commit()
         return count
 
@@ -215,12 +210,11 @@ class VaultService:
         self, actor: Actor, subject_id: str, purpose: str, categories: tuple[str, ...]
     ) -> int:
         """Delete the values of some categories (R3)."""
-        with UnitOfWork(self._sessions) as uow:
-            req = DecisionRequest(
-                Action.ERASE, actor, purpose, categories, self.live_state(uow.session, subject_id)
-            )
-            self._enforcer.require(req, subject_id, uow.session)
-            repo = VaultRepository(uow.session)
+        with self._tx.write() as uow:
+            state = self.live_state(uow.connection, subject_id)
+            req = DecisionRequest(Action.ERASE, actor, purpose, categories, state)
+            self._enforcer.require(req, subject_id, uow)
+            repo = VaultRepository(uow.connection)
             count = repo.delete_values(subject_id, categories)
             repo.delete_indexes(subject_id, categories)
             uow.commit()
@@ -240,8 +234,8 @@ class VaultService:
                 allowed=", ".join(lookups),
             )
         digest = self._index.digest(category, self._normalise({category: value})[category])
-        with UnitOfWork(self._sessions) as uow:
-            owner = VaultRepository(uow.session).index_owner(category, digest)
+        with self._tx.read() as uow:
+            owner = VaultRepository(uow.connection).index_owner(category, digest)
         if owner is None:
             return None
         try:
@@ -253,14 +247,14 @@ class VaultService:
 
     def snapshot(self, subject_id: str) -> SubjectState:
         """The current state of an existing subject, for callers that decide themselves."""
-        with UnitOfWork(self._sessions) as uow:
-            return self.live_state(uow.session, subject_id)
+        with self._tx.read() as uow:
+            return self.live_state(uow.connection, subject_id)
 
-    def live_state(self, session: Session, subject_id: str) -> SubjectState:
+    def live_state(self, connection: Connection, subject_id: str) -> SubjectState:
         """The snapshot the engine needs (consents, settings, age, closure) of a subject that
         exists and is not erased; NotFound otherwise."""
-        subject = _live(VaultRepository(session).subject_status(subject_id))
-        return self._states.of(session, subject)
+        subject = _live(VaultRepository(connection).subject_status(subject_id))
+        return self._states.of(connection, subject)
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -287,14 +281,14 @@ class VaultService:
 
     def _store(
         self,
-        session: Session,
+        connection: Connection,
         subject_id: str,
         key: DataKey,
         values: Mapping[str, str],
         purposes: tuple[str, ...],
         source: str,
     ) -> list[str]:
-        repo = VaultRepository(session)
+        repo = VaultRepository(connection)
         now = self._clock.now()
         due = self._due(purposes, now)
         rows: list[dict[str, Any]] = []
@@ -358,19 +352,13 @@ class VaultService:
             row.collected_at,
         )
 
-    def _existing(self, session: Session, subject_id: str) -> SubjectRow:
-        return _live(VaultRepository(session).subject(subject_id))
-
 
 def no_such_subject() -> NotFound:
     """Not found, and erased, look the same to every caller."""
     return NotFound(LocalText("没有该主体", "no such subject"), field="subject_id")
 
 
-_Subject = TypeVar("_Subject", bound=SubjectLike)
-
-
-def _live(subject: _Subject | None) -> _Subject:
+def _live(subject: SubjectStatus | None) -> SubjectStatus:
     if subject is None or subject.status == "erased":
         raise no_such_subject()
     return subject

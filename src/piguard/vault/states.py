@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import replace
 from datetime import date
-from typing import Protocol
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from piguard.consent.model import current_consents, current_settings
 from piguard.consent.repository import ConsentRepository
@@ -22,22 +21,11 @@ from piguard.policy.model import ConsentType, Policy
 from piguard.vault.crypto import aad_for
 from piguard.vault.identifiers import age_on
 from piguard.vault.keys import DataKeys
-from piguard.vault.repository import VaultRepository
+from piguard.vault.repository import SubjectStatus, VaultRepository
 
 BIRTH_DATE = "user.demographic.date_of_birth"
 _CACHE_SIZE = 20_000
 _Entry = tuple[tuple[int, str], SubjectState, date | None]
-
-
-class SubjectLike(Protocol):
-    """A subject row, ORM or not: what a snapshot keys on."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def state_version(self) -> int: ...
 
 
 class SubjectStates:
@@ -47,12 +35,12 @@ class SubjectStates:
         self._clock = clock
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
 
-    def of(self, session: Session, subject: SubjectLike) -> SubjectState:
+    def of(self, connection: Connection, subject: SubjectStatus) -> SubjectState:
         """The current snapshot of a subject whose row was read in this transaction."""
         version = (subject.state_version, subject.status)
         hit = self._cache.get(subject.id)
         if hit is None or hit[0] != version:
-            state, birth = self._load(session, subject)
+            state, birth = self._load(connection, subject)
             hit = (version, state, birth)
             self._cache[subject.id] = hit
             if len(self._cache) > _CACHE_SIZE:
@@ -62,8 +50,10 @@ class SubjectStates:
             return state
         return replace(state, age=age_on(birth, self._clock.now().date()))
 
-    def _load(self, session: Session, subject: SubjectLike) -> tuple[SubjectState, date | None]:
-        consents = ConsentRepository(session)
+    def _load(
+        self, connection: Connection, subject: SubjectStatus
+    ) -> tuple[SubjectState, date | None]:
+        consents = ConsentRepository(connection)
         granted = current_consents(consents.events(subject.id))
         state = SubjectState(
             consents=granted,
@@ -71,10 +61,10 @@ class SubjectStates:
             guardian_consent=ConsentType.GUARDIAN in granted.values(),
             closed=subject.status != "active",
         )
-        return state, self._birth_date(session, subject.id)
+        return state, self._birth_date(connection, subject.id)
 
-    def _birth_date(self, session: Session, subject_id: str) -> date | None:
-        rows = VaultRepository(session).values(subject_id, (BIRTH_DATE,))
+    def _birth_date(self, connection: Connection, subject_id: str) -> date | None:
+        rows = VaultRepository(connection).values(subject_id, (BIRTH_DATE,))
         if not rows:
             return None
         key = self._keys.get(subject_id)

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from piguard.audit.chain import COLUMNS, ChainBuilder
@@ -30,6 +29,7 @@ from piguard.audit.scan import read_checkpoint_file
 from piguard.audit.verify import VerifyReport
 from piguard.cli.audit import app
 from piguard.db.engine import make_engine
+from piguard.db.uow import UnitOfWork
 from piguard.kernel.clock import FixedClock, SystemClock
 from piguard.kernel.errors import InvalidInput
 from piguard.vault.crypto import CheckpointSigner
@@ -96,9 +96,9 @@ def log(migrated_engine: Engine, cp_file: Path, clock: FixedClock) -> Iterator[A
 def written(migrated_engine: Engine, log: AuditLog, clock: FixedClock) -> Engine:
     """N records, one transaction each, a second apart: every record has its checkpoint."""
     for i in range(1, N + 1):
-        with Session(migrated_engine) as session:
-            log.append(session, [draft(i)])
-            session.commit()
+        with UnitOfWork(migrated_engine) as uow:
+            log.append(uow, [draft(i)])
+            uow.commit()
         clock.advance(timedelta(seconds=1))
     return migrated_engine
 
@@ -109,15 +109,15 @@ def written(migrated_engine: Engine, log: AuditLog, clock: FixedClock) -> Engine
 def test_s2_append_enqueue_and_flush_form_one_unbroken_chain(
     migrated_engine: Engine, log: AuditLog, cp_file: Path
 ) -> None:
-    with Session(migrated_engine) as session:
-        log.append(session, [draft(1), draft(2)])
-        session.commit()
+    with UnitOfWork(migrated_engine) as uow:
+        log.append(uow, [draft(1), draft(2)])
+        uow.commit()
     for i in range(3, 503):
         log.enqueue(draft(i))
-    with Session(migrated_engine) as session:
+    with UnitOfWork(migrated_engine) as uow:
         log.flush()
-        log.append(session, [draft(503)])
-        session.commit()
+        log.append(uow, [draft(503)])
+        uow.commit()
     for i in range(504, 604):
         log.enqueue(draft(i))
     log.flush()
@@ -143,33 +143,30 @@ def test_s2_a_bad_draft_fails_its_caller_at_enqueue(log: AuditLog) -> None:
 def test_s2_rolled_back_records_leave_no_checkpoint_in_the_file(
     migrated_engine: Engine, log: AuditLog, cp_file: Path, clock: FixedClock
 ) -> None:
-    with Session(migrated_engine) as session:
-        log.append(session, [draft(1)])
-        session.commit()
+    with UnitOfWork(migrated_engine) as uow:
+        log.append(uow, [draft(1)])
+        uow.commit()
     clock.advance(timedelta(seconds=5))
-    with Session(migrated_engine) as session:
-        log.append(session, [draft(2), draft(3)])  # a checkpoint is due: signed for seq 3
-        session.rollback()
+    with UnitOfWork(migrated_engine) as uow:
+        log.append(uow, [draft(2), draft(3)])  # a checkpoint is due: signed for seq 3
+        uow.connection.rollback()
     clock.advance(timedelta(seconds=5))
-    with Session(migrated_engine) as session:
-        session.begin()
-        nested = session.begin_nested()
-        log.append(session, [draft(4)])  # signed for seq 2, inside a savepoint
-        nested.rollback()
-        session.commit()
-    with Session(migrated_engine) as session:
-        log.append(session, [draft(5)])
-        session.close()  # closing without commit is a rollback too
+    with pytest.raises(InvalidInput), UnitOfWork(migrated_engine) as uow:
+        # A bad draft fails the whole append, and its unit: nothing of it is written.
+        log.append(
+            uow, [draft(4), AuditDraft("staff:ops", "read", "p", "s", (), "allow", (), "v", "a b")]
+        )
+    with UnitOfWork(migrated_engine) as uow:
+        log.append(uow, [draft(5)])  # leaving the unit without commit is a rollback too
     file_seqs = [cp.seq for cp in read_checkpoint_file(cp_file)[0]]
     assert file_seqs == [1]
     assert details(migrated_engine) == [(1, "n1")]
 
     clock.advance(timedelta(seconds=5))
-    with Session(migrated_engine) as session:
-        session.begin()
-        with session.begin_nested():
-            log.append(session, [draft(6)])
-        session.commit()
+    with UnitOfWork(migrated_engine) as uow:
+        log.append(uow, [draft(6)])
+        assert [cp.seq for cp in read_checkpoint_file(cp_file)[0]] == [1]  # not before commit
+        uow.commit()
     assert [cp.seq for cp in read_checkpoint_file(cp_file)[0]] == [1, 2]
     assert check(migrated_engine, cp_file).ok
 
@@ -185,9 +182,9 @@ def test_s2_a_checkpoint_every_second_under_load(
             log.enqueue(draft(i))
             log.flush()
         else:
-            with Session(migrated_engine) as session:
-                log.append(session, [draft(i)])
-                session.commit()
+            with UnitOfWork(migrated_engine) as uow:
+                log.append(uow, [draft(i)])
+                uow.commit()
         clock.advance(timedelta(milliseconds=250))
     with migrated_engine.connect() as conn:
         ats = list(conn.execute(text("SELECT at FROM audit_checkpoints ORDER BY seq")).scalars())
@@ -219,9 +216,9 @@ def test_s2_checkpoints_keep_up_with_real_time_load(migrated_engine: Engine, cp_
 def test_s2_an_idle_log_signs_its_newest_records(
     migrated_engine: Engine, log: AuditLog, cp_file: Path, clock: FixedClock
 ) -> None:
-    with Session(migrated_engine) as session:
-        log.append(session, [draft(1)])
-        session.commit()
+    with UnitOfWork(migrated_engine) as uow:
+        log.append(uow, [draft(1)])
+        uow.commit()
     log.enqueue(draft(2))
     log.flush()  # not due yet: seq 2 is covered by the chain only
     assert [cp.seq for cp in read_checkpoint_file(cp_file)[0]] == [1]
@@ -436,10 +433,10 @@ def test_s2_cli_verify_names_the_tampering_and_exits_1(
 _WRITER = """
 import os, sys, time
 from pathlib import Path
-from sqlalchemy.orm import Session
 from piguard.audit.log import AuditLog
 from piguard.audit.ports import AuditDraft
 from piguard.db.engine import make_engine
+from piguard.db.uow import UnitOfWork
 from piguard.kernel.clock import SystemClock
 from piguard.vault.crypto import CheckpointSigner
 
@@ -453,9 +450,9 @@ def draft(i, way):
     return AuditDraft(f"staff:{name}", "read", "risk_control", f"sub_{i}", ("phone",), "allow",
                       ("S2",), "alipay-2017@1", f"{name}.{way}.{i}")
 for start in range(0, int(count), 10):
-    with Session(engine) as session:
-        log.append(session, [draft(i, "tx") for i in range(start, start + 5)])
-        session.commit()
+    with UnitOfWork(engine) as uow:
+        log.append(uow, [draft(i, "tx") for i in range(start, start + 5)])
+        uow.commit()
     for i in range(start + 5, start + 10):
         log.enqueue(draft(i, "q"))
 log.flush()
