@@ -30,6 +30,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import chain
@@ -73,6 +74,7 @@ _EXIT_TIMEOUT: Final = 10.0
 _HEAD: Final = (
     select(AuditRecordRow.seq, AuditRecordRow.hash).order_by(AuditRecordRow.seq.desc()).limit(1)
 )
+_HEAD_SQL: Final = "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
 _LAST_CHECKPOINT: Final = (
     select(AuditCheckpointRow.seq, AuditCheckpointRow.at)
     .order_by(AuditCheckpointRow.seq.desc())
@@ -162,7 +164,9 @@ class AuditLog:
         if not drafts:
             return
         at = _format_at(self._clock.now())
-        cp = self._write(uow.connection, [(draft, at) for draft in drafts])
+        for draft in drafts:  # all checked before anything is written
+            _check(draft, at)
+        cp = self._write(uow.connection, [(draft, at) for draft in drafts], checked=True)
         if cp is not None:
             uow.after_commit(lambda: self._record(cp))
         if self._thread is None:
@@ -246,8 +250,7 @@ class AuditLog:
         `checked`: every draft already passed the chain's checks (the queue checks at enqueue)."""
         if self._postgres:
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
-        head = conn.execute(_HEAD).first()
-        builder = ChainBuilder(head[0], head[1]) if head is not None else ChainBuilder()
+        builder = self._head(conn)
         link = builder.append_checked if checked else builder.append
         rows = [
             link(
@@ -265,17 +268,29 @@ class AuditLog:
         self._dirty = cp is None
         return cp
 
+    def _head(self, conn: Connection) -> ChainBuilder:
+        """A builder positioned after the stored head, read under the chain's lock."""
+        if self._insert is None:
+            head = conn.execute(_HEAD).first()
+        else:
+            with closing(_cursor(conn)) as cur:
+                cur.execute(_HEAD_SQL)
+                head = cur.fetchone()
+        return ChainBuilder(int(head[0]), str(head[1])) if head is not None else ChainBuilder()
+
     def _insert_rows(self, conn: Connection, rows: list[Row]) -> None:
         if self._insert is not None:
             # Multi-row VALUES: one statement step per chunk rather than per row, so the writer
             # gives up the GIL (to threads that enqueue) 75 times less often; the rest: executemany.
             chunk, single = self._insert
             whole = len(rows) - len(rows) % _CHUNK
-            for start in range(0, whole, _CHUNK):
-                params = tuple(chain.from_iterable(rows[start : start + _CHUNK]))
-                conn.exec_driver_sql(chunk, params)
-            if whole < len(rows):
-                conn.exec_driver_sql(single, rows[whole:])
+            with closing(_cursor(conn)) as cur:
+                for start in range(0, whole, _CHUNK):
+                    cur.execute(chunk, tuple(chain.from_iterable(rows[start : start + _CHUNK])))
+                if len(rows) - whole == 1:
+                    cur.execute(single, rows[whole])
+                elif whole < len(rows):
+                    cur.executemany(single, rows[whole:])
         else:
             conn.execute(insert(AuditRecordRow), [dict(zip(COLUMNS, r, strict=True)) for r in rows])
 
@@ -435,6 +450,17 @@ def _full_check(draft: AuditDraft, at: str) -> None:
         subject=draft.subject, categories=draft.categories, effect=draft.effect,
         clauses=draft.clauses, policy_version=draft.policy_version, detail=draft.detail,
     )  # fmt: skip
+
+
+def _cursor(conn: Connection) -> Any:
+    """A cursor of the driver's connection under `conn`, inside its transaction. The chain's
+    statements carry text and integers only: SQLAlchemy's per-statement work (type processing,
+    result wrapping) would cost more than the SQL on this hot path."""
+    if not conn.in_transaction():  # the driver must not run it in autocommit, outside the unit
+        conn.begin()
+    raw = conn.connection.dbapi_connection
+    assert raw is not None  # noqa: S101 - a connection in a transaction has one
+    return raw.cursor()
 
 
 def _insert_sql(engine: Engine) -> tuple[str, str] | None:

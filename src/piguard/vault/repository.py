@@ -102,8 +102,8 @@ class VaultRepository:
 
     def add_values(self, rows: list[dict[str, Any]]) -> None:
         """Insert value rows (dicts of `ValueRow` columns) in one statement."""
-        if rows:
-            self._c.execute(_INSERT_VALUES, rows)
+        if rows:  # one row as one row: SQLAlchemy's executemany path costs more for a single
+            self._c.execute(_INSERT_VALUES, rows[0] if len(rows) == 1 else rows)
 
     def values(self, subject_id: str, categories: Sequence[str]) -> list[Row[Any]]:
         """Rows with the columns of `ValueRow`, oldest first."""
