@@ -26,7 +26,7 @@ from piguard.policy.model import Policy
 from piguard.policy.notice import build_notice, render_markdown
 from piguard.settings import Settings
 from piguard.vault.crypto import KeyMaterial, load_or_create_key_file
-from piguard.vault.keys import DataKeys
+from piguard.vault.keys import DataKeys, KeyWrapper
 from piguard.vault.keystore import KeyStore, open_keystore
 from piguard.vault.service import VaultService
 
@@ -66,8 +66,17 @@ def notice_hash(policy: Policy) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def build(settings: Settings, clock: Clock | None = None, *, migrate: bool = True) -> Piguard:
-    """Wire piguard; with `migrate`, bring both databases to the newest schema first."""
+def build(
+    settings: Settings,
+    clock: Clock | None = None,
+    *,
+    migrate: bool = True,
+    key_wrapper: KeyWrapper | None = None,
+) -> Piguard:
+    """Wire piguard; with `migrate`, bring both databases to the newest schema first.
+
+    Data keys are wrapped by the local key-encryption key unless a `key_wrapper` (a KMS
+    adapter) is given; the blind-index and checkpoint-signing keys stay local either way."""
     clock = clock or SystemClock()
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     policy = load_policy(settings.policy_file or bundled_policy_path())
@@ -91,7 +100,7 @@ def build(settings: Settings, clock: Clock | None = None, *, migrate: bool = Tru
         transactions=transactions,
         policy=policy,
         enforcer=enforcer,
-        keys=DataKeys(KeyStore(keystore_db), keys),
+        keys=DataKeys(KeyStore(keystore_db), key_wrapper or keys),
         index=keys.blind_index,
         clock=clock,
     )

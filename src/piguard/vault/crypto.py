@@ -31,6 +31,7 @@ KEY_SIZE: Final = 32
 _NONCE_SIZE: Final = 12
 _TAG_SIZE: Final = 16
 _VERSION: Final = 1
+_HEADER: Final = bytes([_VERSION])
 _KEY_ID_BYTES: Final = 4  # shown as 8 hex characters
 _WRAPPED_SIZE: Final = 1 + _KEY_ID_BYTES + _NONCE_SIZE + KEY_SIZE + _TAG_SIZE
 _KEY_FILE_FIELDS: Final = frozenset(
@@ -61,17 +62,17 @@ def _require_key(raw: bytes, what: str, *, exact: bool = True) -> bytes:
     return raw
 
 
-def _seal(key: bytes, header: bytes, plaintext: bytes, aad: bytes) -> bytes:
+def _seal(aead: AESGCM, header: bytes, plaintext: bytes, aad: bytes) -> bytes:
     if not aad:
         raise ValueError("associated data is required: it binds the ciphertext to its place")
     # Random 96-bit nonces are safe far beyond the number of messages one subject key seals.
     nonce = os.urandom(_NONCE_SIZE)
-    return header + nonce + AESGCM(key).encrypt(nonce, plaintext, header + aad)
+    return header + nonce + aead.encrypt(nonce, plaintext, header + aad)
 
 
-def _open(key: bytes, header: bytes, body: bytes, aad: bytes) -> bytes:
+def _open(aead: AESGCM, header: bytes, body: bytes, aad: bytes) -> bytes:
     try:
-        return AESGCM(key).decrypt(body[:_NONCE_SIZE], body[_NONCE_SIZE:], header + aad)
+        return aead.decrypt(body[:_NONCE_SIZE], body[_NONCE_SIZE:], header + aad)
     except InvalidTag:
         raise _tampered() from None
 
@@ -97,22 +98,28 @@ class DataKey:
     ciphertext + tag, and the version byte is authenticated with the associated data.
     """
 
-    __slots__ = ("_key",)
+    __slots__ = ("_aead", "_key")
 
     def __init__(self, key: bytes) -> None:
         self._key = _require_key(key, "DataKey")
+        self._aead = AESGCM(self._key)  # keyed once: every value of the subject reuses it
 
     @classmethod
     def generate(cls) -> DataKey:
         return cls(AESGCM.generate_key(bit_length=256))
 
     def encrypt(self, plaintext: bytes, aad: bytes) -> bytes:
-        return _seal(self._key, bytes([_VERSION]), plaintext, aad)
+        return _seal(self._aead, _HEADER, plaintext, aad)
 
     def decrypt(self, blob: bytes, aad: bytes) -> bytes:
         if len(blob) < 1 + _NONCE_SIZE + _TAG_SIZE or blob[0] != _VERSION:
             raise _tampered()
-        return _open(self._key, blob[:1], blob[1:], aad)
+        return _open(self._aead, blob[:1], blob[1:], aad)
+
+    def export(self) -> bytes:
+        """The raw key, for a `KeyWrapper` to wrap at once (a KMS adapter sends it to the KMS).
+        Nothing else takes a data key out of this object."""
+        return self._key
 
     def __repr__(self) -> str:
         return "DataKey(***)"
@@ -137,10 +144,11 @@ class KeyEncryptionKey:
     SHA-256) travels in each wrapped key, so a rotated key set finds the KEK that wrapped it.
     """
 
-    __slots__ = ("_key", "key_id")
+    __slots__ = ("_aead", "_key", "key_id")
 
     def __init__(self, key: bytes) -> None:
         self._key = _require_key(key, "KeyEncryptionKey")
+        self._aead = AESGCM(self._key)
         self.key_id = hashlib.sha256(self._key).hexdigest()[: 2 * _KEY_ID_BYTES]
 
     @classmethod
@@ -149,7 +157,7 @@ class KeyEncryptionKey:
 
     def wrap(self, data_key: DataKey, aad: bytes) -> bytes:
         header = bytes([_VERSION]) + bytes.fromhex(self.key_id)
-        return _seal(self._key, header, data_key._key, aad)
+        return _seal(self._aead, header, data_key.export(), aad)
 
     def unwrap(self, wrapped: bytes, aad: bytes) -> DataKey:
         if wrapped_key_id(wrapped) != self.key_id:
@@ -160,7 +168,7 @@ class KeyEncryptionKey:
                 )
             )
         header_size = 1 + _KEY_ID_BYTES
-        return DataKey(_open(self._key, wrapped[:header_size], wrapped[header_size:], aad))
+        return DataKey(_open(self._aead, wrapped[:header_size], wrapped[header_size:], aad))
 
     def __repr__(self) -> str:
         return f"KeyEncryptionKey(key_id={self.key_id!r})"
@@ -321,6 +329,16 @@ class KeyMaterial:
                 f"unknown key-encryption key {key_id}",
             )
         )
+
+    # -- the local `KeyWrapper` (vault.keys): the embedded default, before a KMS --------------
+
+    @property
+    def key_id(self) -> str:
+        """The current KEK's id: new data keys are wrapped by it."""
+        return self.kek.key_id
+
+    def wrap(self, data_key: DataKey, aad: bytes) -> bytes:
+        return self.kek.wrap(data_key, aad)
 
     def unwrap(self, wrapped: bytes, aad: bytes) -> DataKey:
         """Unwrap with whichever KEK, current or retired, wrapped this data key."""

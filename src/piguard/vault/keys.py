@@ -1,35 +1,60 @@
 """Data keys per subject: created, wrapped into the key store, unwrapped on use, destroyed on erase.
 
-Unwrapped keys are cached briefly in memory: a read then costs no key-store round trip. Erasing in
-this process evicts at once; other processes drop the key when its cache entry ages out.
+Wrapping goes through the `KeyWrapper` port: the local key-encryption key (key file or master
+key, `crypto.KeyMaterial`) by default, a KMS adapter in production. Unwrapped keys are cached
+briefly in memory: a read then costs no key-store or KMS round trip. Erasing in this process
+evicts at once; other processes drop the key when its cache entry ages out.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from typing import Protocol, runtime_checkable
 
 from piguard.kernel.errors import IntegrityError
 from piguard.kernel.text import LocalText
-from piguard.vault.crypto import DataKey, KeyMaterial, key_aad_for
+from piguard.vault.crypto import DataKey, key_aad_for
 from piguard.vault.keystore import KeyStore
 
 _CACHE_SIZE = 10_000
 _CACHE_SECONDS = 60.0
 
 
+@runtime_checkable
+class KeyWrapper(Protocol):
+    """Envelope encryption of data keys.
+
+    A KMS adapter implements these three members with the KMS's encrypt and decrypt calls,
+    passing `context` as the encryption context (it binds a wrapped key to its subject), and
+    `DataKey.export()` / `DataKey(raw)` on either side. Wrapped keys stay in piguard's key store,
+    beside the `key_id` that wrapped them, so erasure stays a local delete.
+    """
+
+    @property
+    def key_id(self) -> str:
+        """The id of the key that wraps new data keys (at most 16 characters)."""
+        ...
+
+    def wrap(self, data_key: DataKey, context: bytes) -> bytes: ...
+
+    def unwrap(self, wrapped: bytes, context: bytes) -> DataKey:
+        """The data key, or IntegrityError when `wrapped` or `context` was altered."""
+        ...
+
+
 class DataKeys:
     """The vault's view of per-subject data keys."""
 
-    def __init__(self, store: KeyStore, material: KeyMaterial) -> None:
+    def __init__(self, store: KeyStore, wrapper: KeyWrapper) -> None:
         self.store = store
-        self.material = material
+        self.wrapper = wrapper
         self._cache: OrderedDict[str, tuple[float, DataKey]] = OrderedDict()
 
     def create(self, subject_id: str) -> DataKey:
         key = DataKey.generate()
-        wrapped = self.material.kek.wrap(key, key_aad_for(subject_id))
-        self.store.put(subject_id, wrapped, self.material.kek.key_id)
+        wrapped = self.wrapper.wrap(key, key_aad_for(subject_id))
+        self.store.put(subject_id, wrapped, self.wrapper.key_id)
         self._remember(subject_id, key)
         return key
 
@@ -42,7 +67,7 @@ class DataKeys:
             raise IntegrityError(
                 LocalText("该主体的数据密钥已销毁", "the data key of this subject was destroyed")
             )
-        key = self.material.unwrap(wrapped, key_aad_for(subject_id))
+        key = self.wrapper.unwrap(wrapped, key_aad_for(subject_id))
         self._remember(subject_id, key)
         return key
 

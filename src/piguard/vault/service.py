@@ -20,6 +20,7 @@ from piguard.enforcement import Enforcer
 from piguard.kernel.clock import Clock
 from piguard.kernel.errors import Conflict, Denied, InvalidInput, NotFound
 from piguard.kernel.ids import new_id
+from piguard.kernel.sensitive import Sensitive
 from piguard.kernel.text import LocalText
 from piguard.policy.decision import Actor, Decision, DecisionRequest, SubjectState
 from piguard.policy.model import Action, Policy, RetentionTrigger
@@ -37,11 +38,12 @@ MAX_VALUE_CHARS = 4096
 
 @dataclass(frozen=True, slots=True)
 class StoredValue:
-    """A value as the caller may see it: projected by the decision, with its provenance."""
+    """A value as the caller may see it: projected by the decision, with its provenance. The
+    value never prints (repr, str, format, logs); `value.reveal()` gives it to whoever serves it."""
 
     id: str
     category: str
-    value: str | None
+    value: Sensitive[str] | None
     purposes: tuple[str, ...]
     source: str
     collected_at: datetime
@@ -346,7 +348,7 @@ class VaultService:
         return StoredValue(
             row.id,
             row.category,
-            shown,
+            Sensitive(shown) if shown is not None else None,
             tuple(row.purposes.split(",")),
             row.source,
             row.collected_at,

@@ -44,7 +44,7 @@ def values_out(values: Iterable[StoredValue]) -> list[ValueOut]:
         ValueOut(
             id=v.id,
             category=v.category,
-            value=v.value,
+            value=v.value.reveal() if v.value is not None else None,
             purposes=list(v.purposes),
             source=v.source,
             collected_at=v.collected_at,

@@ -38,7 +38,8 @@ def test_c5_r2_grant_allows_withdrawal_stops_at_once(app: Piguard, subject: str)
     app.consents.grant(ACCOUNT, subject, scope, how=Provenance("app", "checkbox", "screen:v3"))
     app.vault.collect(MARKETING, subject, "personalization", {SEARCH: "跑步鞋"})
     assert (
-        app.vault.read(MARKETING, subject, "personalization", (SEARCH,)).values[0].value == "跑步鞋"
+        app.vault.read(MARKETING, subject, "personalization", (SEARCH,)).values[0].value.reveal()
+        == "跑步鞋"
     )
     app.consents.withdraw(ACCOUNT, subject, scope, Provenance("app", "checkbox", "screen:v3"))
     with pytest.raises(Denied) as refused:

@@ -47,6 +47,11 @@ def _register(app: Piguard, crowd: list[Person]) -> list[str]:
     return [app.vault.register(ACCOUNT, p.registration()) for p in crowd]
 
 
+def _phone(app: Piguard, subject_id: str) -> str | None:
+    value = app.vault.read(ACCOUNT, subject_id, "kyc_aml", (PHONE,)).values[0].value
+    return value.reveal() if value is not None else None
+
+
 def _secrets(crowd: list[Person]) -> list[bytes]:
     values = [v for p in crowd for v in (p.name, p.id_number, p.phone, p.email, p.bank_card)]
     return [v.encode() for v in values]
@@ -76,7 +81,7 @@ def test_s2_no_plaintext_at_rest_in_database_wal_keystore_or_logs(
     blobs.append(caplog.text.encode())
     for secret in secrets:
         assert not any(secret in blob for blob in blobs), "plaintext personal data found at rest"
-    assert app.vault.read(ACCOUNT, ids[0], "kyc_aml", (PHONE,)).values[0].value == crowd[0].phone
+    assert _phone(app, ids[0]) == crowd[0].phone
 
 
 def test_r4_crypto_shredding_leaves_a_copy_of_the_database_unreadable(
@@ -174,7 +179,7 @@ def test_r1_immutable_field_refused_mutable_one_updated(app: Piguard, crowd: lis
     assert any(r.startswith("R1:") for r in refused.value.reasons)
     app.vault.update(ACCOUNT, sid, "kyc_aml", {PHONE: "138 0013 8000"})
     values = app.vault.read(ACCOUNT, sid, "kyc_aml", (PHONE,)).values
-    assert [v.value for v in values] == ["13800138000"]
+    assert [v.value.reveal() if v.value else None for v in values] == ["13800138000"]
     with pytest.raises(Conflict):
         app.vault.update(ACCOUNT, sid, "kyc_aml", {PHONE: crowd[1].phone})
 
@@ -233,9 +238,7 @@ def test_s2_key_rotation_rewraps_and_resumes_after_interruption(
     midway = build(app.settings)
     try:
         for sid, person in zip(ids, crowd, strict=True):
-            assert (
-                midway.vault.read(ACCOUNT, sid, "kyc_aml", (PHONE,)).values[0].value == person.phone
-            )
+            assert _phone(midway, sid) == person.phone
     finally:
         midway.close()
     report = rotate(app.settings.resolved_key_file, KeyStore(app.keystore_db), batch=2)
@@ -246,9 +249,7 @@ def test_s2_key_rotation_rewraps_and_resumes_after_interruption(
     assert sum(after.values()) == len(ids)
     fresh = build(app.settings)
     try:
-        assert (
-            fresh.vault.read(ACCOUNT, ids[0], "kyc_aml", (PHONE,)).values[0].value == crowd[0].phone
-        )
+        assert _phone(fresh, ids[0]) == crowd[0].phone
         assert not fresh.keys.retired_keks
     finally:
         fresh.close()
@@ -268,4 +269,15 @@ def test_r4_erasure_is_immediate_and_purge_reclaims_the_ciphertext(
             text("SELECT COUNT(*) FROM personal_values WHERE subject_id = :s"), {"s": gone}
         ).scalar_one()
     assert left == 0
-    assert app.vault.read(ACCOUNT, kept, "kyc_aml", (PHONE,)).values[0].value == crowd[1].phone
+    assert _phone(app, kept) == crowd[1].phone
+
+
+def test_s2_read_results_never_print_their_values(app: Piguard, crowd: list[Person]) -> None:
+    sid = _register(app, crowd)[0]
+    result = app.vault.read(ACCOUNT, sid, "kyc_aml", (PHONE, ID_NUMBER))
+
+    shown = {v.category: v.value.reveal() for v in result.values if v.value is not None}
+    assert shown == {PHONE: crowd[0].phone, ID_NUMBER: crowd[0].id_number}
+    for text_form in (repr(result), str(result), f"{result}", f"{result.values[0].value}"):
+        assert crowd[0].phone not in text_form
+        assert crowd[0].id_number not in text_form
