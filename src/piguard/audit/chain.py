@@ -249,7 +249,6 @@ class ChainBuilder:
 
     def append_checked(
         self,
-        *,
         at: str,
         actor: str,
         action: str,
@@ -260,12 +259,17 @@ class ChainBuilder:
         clauses: tuple[str, ...],
         policy_version: str,
         detail: str,
-    ) -> AuditEntry:
-        """`append` for fields that already passed its checks (the audit queue checks each draft
-        when it is enqueued): the same entry, without checking twice."""
-        return self._link(
-            at, actor, action, purpose, subject, categories, ",".join(categories), effect,
-            clauses, ",".join(clauses), policy_version, detail,
+    ) -> Row:
+        """`append` for fields that already passed its checks (the audit log checks each draft
+        before it writes): the same link, returned as the row to store, without checking twice."""
+        cats_text, clauses_text = ",".join(categories), ",".join(clauses)
+        seq, prev, digest = self._next(
+            at, actor, action, purpose, subject, cats_text, effect, clauses_text, policy_version,
+            detail,
+        )  # fmt: skip
+        return (
+            seq, at, actor, action, purpose, subject, cats_text, effect, clauses_text,
+            policy_version, detail, prev, digest,
         )  # fmt: skip
 
     def _link(
@@ -283,6 +287,28 @@ class ChainBuilder:
         pv: str,
         detail: str,
     ) -> AuditEntry:
+        seq, prev, digest = self._next(
+            at, actor, action, purpose, subject, cats_text, effect, clauses_text, pv, detail
+        )
+        return AuditEntry(
+            seq, at, actor, action, purpose, subject, cats, effect, clauses_t, pv, detail,
+            prev, digest,
+        )  # fmt: skip
+
+    def _next(
+        self,
+        at: str,
+        actor: str,
+        action: str,
+        purpose: str,
+        subject: str,
+        cats_text: str,
+        effect: str,
+        clauses_text: str,
+        pv: str,
+        detail: str,
+    ) -> tuple[int, str, str]:
+        """Link the next record: its seq, the hash it follows and its own; the head moves on."""
         seq, prev = self._last_seq + 1, self._last_hash
         # prev + canonical_bytes(...): validated fields need no escaping. The verifier inlines the
         # same template; tests pin the three encodings together.
@@ -292,9 +318,5 @@ class ChainBuilder:
             f'"detail":"{detail}","effect":"{effect}","policy_version":"{pv}",'
             f'"prev_hash":"{prev}","purpose":"{purpose}","seq":{seq},"subject":"{subject}"}}'.encode()
         ).hexdigest()
-        entry = AuditEntry(
-            seq, at, actor, action, purpose, subject, cats, effect, clauses_t, pv, detail,
-            prev, digest,
-        )  # fmt: skip
         self._last_seq, self._last_hash = seq, digest
-        return entry
+        return seq, prev, digest

@@ -14,16 +14,25 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
-from piguard.audit.chain import COLUMNS, ChainBuilder
-from piguard.audit.log import AuditLog, AuditUnavailable, signature_check, verify, verify_storage
+from piguard.audit.chain import COLUMNS, ChainBuilder, format_at
+from piguard.audit.log import (
+    AuditLog,
+    AuditUnavailable,
+    _format_at,
+    signature_check,
+    verify,
+    verify_storage,
+)
 from piguard.audit.ports import AuditDraft
 from piguard.audit.scan import read_checkpoint_file
 from piguard.audit.verify import VerifyReport
@@ -502,3 +511,11 @@ def test_s2_cli_verify_exits_2_when_it_cannot_read_the_log(tmp_path: Path, cp_fi
     code, out = _cli(f"sqlite:///{tmp_path / 'never-migrated.db'}", cp_file)
     assert code == 2
     assert "cannot read the audit log" in out
+
+
+@given(st.datetimes(timezones=st.just(UTC)), st.integers(0, 999_999))
+def test_s2_the_queue_stamps_records_exactly_as_format_at(moment: datetime, micro: int) -> None:
+    later = moment.replace(microsecond=micro)  # the same second, again: the cached prefix
+    assert _format_at(moment) == format_at(moment)
+    assert _format_at(later) == format_at(later)
+    assert _format_at(moment.astimezone(timezone(timedelta(hours=8)))) == format_at(moment)

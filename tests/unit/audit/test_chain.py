@@ -245,5 +245,5 @@ def test_s2_append_checked_links_exactly_like_append() -> None:
     }
     checked, plain = ChainBuilder(), ChainBuilder()
     for _ in range(3):
-        assert checked.append_checked(**fields) == plain.append(**fields)
+        assert checked.append_checked(**fields) == plain.append(**fields).as_row()
     assert checked.last_hash == plain.last_hash
