@@ -102,7 +102,7 @@ def translate_policy(policy: Policy) -> CedarPolicy:
 def _role_entities(tables: Tables) -> list[dict[str, Any]]:
     """One entity per role, listing the purposes of each outbound grant as attributes."""
     granted: dict[tuple[ActorKind, str], dict[str, list[dict[str, Any]]]] = {}
-    for role in tables.roles_by_key.values():
+    for role in tables.policy.roles.values():
         if role.kind is not ActorKind.RECIPIENT:
             granted[(role.kind, role.key)] = {a: [] for a in _OUTBOUND_KINDS}
     for (role_key, action, purpose), g in tables.grants.items():

@@ -37,8 +37,10 @@ _RTYPES: dict[str, tuple[Action, str, frozenset[Requirement]]] = {
 }
 # lawful bases in a cycle of ten (6 consent, 3 contract, 1 legal obligation), ordered so that the
 # smallest policy's five purposes already hold each basis in about these shares
-_BASES = (Basis.CONSENT, Basis.CONTRACT, Basis.CONSENT, Basis.LEGAL_OBLIGATION, Basis.CONSENT)
-_BASES += (Basis.CONTRACT, Basis.CONSENT, Basis.CONSENT, Basis.CONTRACT, Basis.CONSENT)
+_BASES: tuple[Basis, ...] = (
+    *(Basis.CONSENT, Basis.CONTRACT, Basis.CONSENT, Basis.LEGAL_OBLIGATION, Basis.CONSENT),
+    *(Basis.CONTRACT, Basis.CONSENT, Basis.CONSENT, Basis.CONTRACT, Basis.CONSENT),
+)
 # the kind of each grant in turn (the subject's own grants aside): half service, a quarter each
 _KINDS = (ActorKind.SERVICE, ActorKind.STAFF, ActorKind.SERVICE, ActorKind.AUTHORITY)
 

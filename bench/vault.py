@@ -3,7 +3,9 @@
 1. Encrypted collect+read round trips through the service layer versus the same rows written and
    read in plaintext with plain SQLAlchemy, on the same SQLite database, in the same run.
 2. Erasing a subject with 10 values versus one with 10,000 (crypto-shredding: constant time).
-3. Durable audit append rate (WAL, synchronous=FULL, batched) and verification of 1,000,000 records.
+3. Durable audit append rate (WAL, synchronous=FULL, batched) and verification of 1,000,000 records,
+   each beside its floor measured in the same run with the sqlite3 module alone (a bare hash-chain
+   insert; reading and hashing every row in one process), since the machine's speed varies.
 
 Medians over repetitions; the machine is shared. Ends with one JSON line of figures.
 Run: `.venv/bin/python bench/vault.py [--quick]`.
@@ -12,11 +14,15 @@ Run: `.venv/bin/python bench/vault.py [--quick]`.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import sqlite3
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +41,10 @@ from sqlalchemy import (
     select,
 )
 
+from piguard.audit.chain import COLUMNS
 from piguard.audit.log import verify
 from piguard.audit.ports import AuditDraft
+from piguard.audit.scan import SELECT_RECORDS
 from piguard.bootstrap import Piguard, build
 from piguard.kernel.ids import new_id
 from piguard.policy.decision import Actor
@@ -145,8 +153,8 @@ def erase_ratio(app: Piguard, big: int, crowd: list[Person]) -> tuple[float, flo
         large = app.vault.register(ACCOUNT, crowd[2 * round_ + 1].registration())
         _fill(app, small, 10 - 6)
         _fill(app, large, big - 6)
-        small_t.append(median_seconds(lambda s=small: app.vault.erase_subject(ACCOUNT, s), 1))
-        big_t.append(median_seconds(lambda s=large: app.vault.erase_subject(ACCOUNT, s), 1))
+        small_t.append(median_seconds(partial(app.vault.erase_subject, ACCOUNT, small), 1))
+        big_t.append(median_seconds(partial(app.vault.erase_subject, ACCOUNT, large), 1))
         app.vault.purge_erased(batch=1_000_000)
     return statistics.median(small_t), statistics.median(big_t)
 
@@ -191,6 +199,63 @@ def audit_rates(app: Piguard, records: int) -> tuple[float, float]:
     return statistics.median(rates), elapsed
 
 
+def bare_chain_append_rate(folder: Path, records: int = 20_000) -> float:
+    """The floor under the audit log's append rate, in the same run: a hash chain inserted with
+    the sqlite3 module alone (WAL, synchronous=FULL, 1,000 rows per commit), no piguard."""
+    path = folder / "bare-chain.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"CREATE TABLE chain ({', '.join(COLUMNS)})")
+    insert = f"INSERT INTO chain VALUES ({', '.join('?' * len(COLUMNS))})"  # noqa: S608
+    prev, seq, rates = "0" * 64, 0, []
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(records // 1000):
+            rows = []
+            for _ in range(1000):
+                seq += 1
+                at = datetime.now(UTC).isoformat(timespec="microseconds")
+                body = f"{prev}|{seq}|{at}|service:payment_service:bench|read|{PURPOSE}|sub_bench"
+                digest = hashlib.sha256(body.encode()).hexdigest()
+                rows.append(
+                    (
+                        seq,
+                        at,
+                        "a",
+                        "read",
+                        PURPOSE,
+                        "s",
+                        CATEGORY,
+                        "allow",
+                        "S2",
+                        "v",
+                        "",
+                        prev,
+                        digest,
+                    )
+                )
+                prev = digest
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(insert, rows)
+            conn.execute("COMMIT")
+        rates.append(records / (time.perf_counter() - start))
+    conn.close()
+    return statistics.median(rates)
+
+
+def bare_read_and_hash_seconds(app: Piguard) -> float:
+    """The floor under verification, in the same run: read every audit row with the sqlite3
+    module and SHA-256 its fields joined, in one process, with no checks."""
+    conn = sqlite3.connect(app.db.url.database or "")
+    started = time.perf_counter()
+    for row in conn.execute(f"{SELECT_RECORDS} ORDER BY rowid"):
+        hashlib.sha256("|".join(map(str, row)).encode()).hexdigest()
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return elapsed
+
+
 def _count(app: Piguard) -> int:
     with app.db.connect() as conn:
         return int(conn.exec_driver_sql("SELECT COUNT(*) FROM audit_records").scalar_one())
@@ -209,8 +274,10 @@ def main() -> None:
             enc, plain = round_trips(app, subjects, trips)
             small_s, big_s = erase_ratio(app, big, crowd[trips:])
             append_rate, verify_s = audit_rates(app, records)
+            bare_verify_s = bare_read_and_hash_seconds(app)
         finally:
             app.close()
+        bare_append = bare_chain_append_rate(Path(tmp))
     figures = {
         "encrypted_round_trips_per_s": round(trips / enc, 1),
         "plain_round_trips_per_s": round(trips / plain, 1),
@@ -221,11 +288,17 @@ def main() -> None:
         "audit_append_per_s": round(append_rate),
         "audit_verify_1m_s": round(verify_s * 1_000_000 / records, 3),
         "audit_records_verified": records,
+        "bare_chain_append_per_s": round(bare_append),
+        "audit_append_vs_bare_ratio": round(append_rate / bare_append, 3),
+        "bare_read_and_hash_1m_s": round(bare_verify_s * 1_000_000 / records, 3),
+        "audit_verify_vs_bare_ratio": round(verify_s / bare_verify_s, 3),
     }
     for key, value in figures.items():
         print(f"{key:32} {value}")
-    named = ("encrypted_overhead_ratio", "erase_10k_vs_10_ratio")
-    named += ("audit_append_per_s", "audit_verify_1m_s")
+    named = (
+        "encrypted_overhead_ratio", "erase_10k_vs_10_ratio", "audit_append_per_s",
+        "audit_verify_1m_s",
+    )  # fmt: skip
     print(json.dumps({k: figures[k] for k in named}))
 
 
