@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, String
+from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from piguard.db.base import Base
+from piguard.db.base import Base, UtcDateTime
 
 
 class ApiKeyRow(Base):
@@ -19,5 +19,5 @@ class ApiKeyRow(Base):
     # A subject's own key is bound to that subject: it can never reach another subject's data.
     subject_id: Mapped[str | None] = mapped_column(String(40))
     label: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

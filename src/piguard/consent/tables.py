@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String
+from sqlalchemy import Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from piguard.db.base import Base
+from piguard.db.base import Base, UtcDateTime
 
 
 class ConsentEventRow(Base):
@@ -24,7 +24,7 @@ class ConsentEventRow(Base):
     channel: Mapped[str] = mapped_column(String(32))
     method: Mapped[str] = mapped_column(String(32))
     evidence: Mapped[str] = mapped_column(String(200))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class SettingEventRow(Base):
@@ -35,4 +35,4 @@ class SettingEventRow(Base):
     key: Mapped[str] = mapped_column(String(64))
     value: Mapped[bool] = mapped_column(Boolean)
     channel: Mapped[str] = mapped_column(String(32))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, LargeBinary, String
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from piguard.db.base import Base
+from piguard.db.base import Base, UtcDateTime
 
 
 class SubjectRow(Base):
@@ -19,9 +19,9 @@ class SubjectRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     # Bumped by every change of consents, settings or birth date: cached snapshots key on it.
     state_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    erased_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class ValueRow(Base):
@@ -36,9 +36,9 @@ class ValueRow(Base):
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     purposes: Mapped[str] = mapped_column(String(600))
     source: Mapped[str] = mapped_column(String(120))
-    collected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    retention_due: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    collected_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    retention_due: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class BlindIndexRow(Base):

@@ -3,6 +3,7 @@
 import logging
 import shutil
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -281,3 +282,12 @@ def test_s2_read_results_never_print_their_values(app: Piguard, crowd: list[Pers
     for text_form in (repr(result), str(result), f"{result}", f"{result.values[0].value}"):
         assert crowd[0].phone not in text_form
         assert crowd[0].id_number not in text_form
+
+
+def test_c2_5_collection_times_come_back_aware_in_utc(app: Piguard, crowd: list[Person]) -> None:
+    before = app.clock.now()
+    sid = _register(app, crowd)[0]
+    [stored] = app.vault.read(ACCOUNT, sid, "kyc_aml", (PHONE,)).values
+
+    assert stored.collected_at.utcoffset() == timedelta(0)
+    assert before <= stored.collected_at <= app.clock.now()  # comparable with aware times
