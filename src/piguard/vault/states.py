@@ -25,7 +25,8 @@ from piguard.vault.repository import SubjectStatus, VaultRepository
 
 BIRTH_DATE = "user.demographic.date_of_birth"
 _CACHE_SIZE = 20_000
-_Entry = tuple[tuple[int, str], SubjectState, date | None]
+# (version, snapshot, birth date, the day `aged` was computed for, snapshot with age then)
+_Entry = tuple[tuple[int, str], SubjectState, date | None, date | None, SubjectState]
 
 
 class SubjectStates:
@@ -38,17 +39,22 @@ class SubjectStates:
     def of(self, connection: Connection, subject: SubjectStatus) -> SubjectState:
         """The current snapshot of a subject whose row was read in this transaction."""
         version = (subject.state_version, subject.status)
+        today = self._clock.now().date()
         hit = self._cache.get(subject.id)
         if hit is None or hit[0] != version:
             state, birth = self._load(connection, subject)
-            hit = (version, state, birth)
+            hit = (version, state, birth, None, state)
             self._cache[subject.id] = hit
             if len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
-        _, state, birth = hit
-        if birth is None:
-            return state
-        return replace(state, age=age_on(birth, self._clock.now().date()))
+        _, state, birth, aged_on, aged = hit
+        if birth is None or aged_on == today:
+            return aged
+        # The age changes at most daily: rebuilding the snapshot for it on every decision would
+        # cost more than the decision.
+        aged = replace(state, age=age_on(birth, today))
+        self._cache[subject.id] = (version, state, birth, today, aged)
+        return aged
 
     def _load(
         self, connection: Connection, subject: SubjectStatus
