@@ -39,6 +39,7 @@ class Piguard:
     policy: Policy
     decisions: DecisionEngine
     db: Engine
+    transactions: Transactions
     keystore_db: Engine
     keys: KeyMaterial
     audit: AuditLog
@@ -117,6 +118,7 @@ def build(
         policy=policy,
         decisions=decisions,
         db=db,
+        transactions=transactions,
         keystore_db=keystore_db,
         keys=keys,
         audit=audit,

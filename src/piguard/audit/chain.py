@@ -234,17 +234,20 @@ class ChainBuilder:
         control characters, keys without commas. A bad field raises InvalidInput naming it and
         leaves the head where it was.
         """
-        cats, cats_text = _keys("categories", categories)
-        clauses_t, clauses_text = _keys("clauses", clauses)
+        cats, _ = _keys("categories", categories)
+        clauses_t, _ = _keys("clauses", clauses)
         at = _match("at", at, _AT, "ISO-8601 UTC with microseconds, e.g. from format_at()")
         actor, action = _text("actor", actor), _text("action", action)
         purpose = _text("purpose", purpose, required=False)
         subject = _text("subject", subject, required=False)
         effect, pv = _effect(effect), _text("policy_version", policy_version)
         detail = _match("detail", detail, _CODE, "a short code: [A-Za-z0-9_.:-], 0-64 chars")
-        return self._link(
-            at, actor, action, purpose, subject, cats, cats_text, effect, clauses_t,
-            clauses_text, pv, detail,
+        seq, *_, prev, digest = self.append_checked(
+            at, actor, action, purpose, subject, cats, effect, clauses_t, pv, detail
+        )
+        return AuditEntry(
+            seq, at, actor, action, purpose, subject, cats, effect, clauses_t, pv, detail,
+            prev, digest,
         )  # fmt: skip
 
     def append_checked(
@@ -262,61 +265,18 @@ class ChainBuilder:
     ) -> Row:
         """`append` for fields that already passed its checks (the audit log checks each draft
         before it writes): the same link, returned as the row to store, without checking twice."""
-        cats_text, clauses_text = ",".join(categories), ",".join(clauses)
-        seq, prev, digest = self._next(
-            at, actor, action, purpose, subject, cats_text, effect, clauses_text, policy_version,
-            detail,
-        )  # fmt: skip
-        return (
-            seq, at, actor, action, purpose, subject, cats_text, effect, clauses_text,
-            policy_version, detail, prev, digest,
-        )  # fmt: skip
-
-    def _link(
-        self,
-        at: str,
-        actor: str,
-        action: str,
-        purpose: str,
-        subject: str,
-        cats: tuple[str, ...],
-        cats_text: str,
-        effect: str,
-        clauses_t: tuple[str, ...],
-        clauses_text: str,
-        pv: str,
-        detail: str,
-    ) -> AuditEntry:
-        seq, prev, digest = self._next(
-            at, actor, action, purpose, subject, cats_text, effect, clauses_text, pv, detail
-        )
-        return AuditEntry(
-            seq, at, actor, action, purpose, subject, cats, effect, clauses_t, pv, detail,
-            prev, digest,
-        )  # fmt: skip
-
-    def _next(
-        self,
-        at: str,
-        actor: str,
-        action: str,
-        purpose: str,
-        subject: str,
-        cats_text: str,
-        effect: str,
-        clauses_text: str,
-        pv: str,
-        detail: str,
-    ) -> tuple[int, str, str]:
-        """Link the next record: its seq, the hash it follows and its own; the head moves on."""
-        seq, prev = self._last_seq + 1, self._last_hash
+        cats, clauses_text = ",".join(categories), ",".join(clauses)
+        seq, prev, pv = self._last_seq + 1, self._last_hash, policy_version
         # prev + canonical_bytes(...): validated fields need no escaping. The verifier inlines the
         # same template; tests pin the three encodings together.
         digest = hashlib.sha256(
             f'{prev}{{"action":"{action}","actor":"{actor}","at":"{at}",'
-            f'"categories":[{_quoted(cats_text)}],"clauses":[{_quoted(clauses_text)}],'
+            f'"categories":[{_quoted(cats)}],"clauses":[{_quoted(clauses_text)}],'
             f'"detail":"{detail}","effect":"{effect}","policy_version":"{pv}",'
             f'"prev_hash":"{prev}","purpose":"{purpose}","seq":{seq},"subject":"{subject}"}}'.encode()
         ).hexdigest()
         self._last_seq, self._last_hash = seq, digest
-        return seq, prev, digest
+        return (
+            seq, at, actor, action, purpose, subject, cats, effect, clauses_text, pv, detail,
+            prev, digest,
+        )  # fmt: skip

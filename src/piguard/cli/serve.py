@@ -12,7 +12,6 @@ from sqlalchemy import func, select
 
 from piguard.bootstrap import Piguard
 from piguard.cli.common import build_or_exit, settings_or_exit
-from piguard.db.uow import Transactions
 from piguard.population import seed_population
 from piguard.vault.tables import SubjectRow
 from piguard.web.app import create_app
@@ -82,14 +81,14 @@ def demo(
 
 
 def _first_subject(app_: Piguard) -> str | None:
-    with Transactions(app_.db).read() as uow:
+    with app_.transactions.read() as uow:
         return uow.connection.scalar(
             select(SubjectRow.id).where(SubjectRow.status == "active").order_by(SubjectRow.id)
         )
 
 
 def _subjects(app_: Piguard) -> int:
-    with Transactions(app_.db).read() as uow:
+    with app_.transactions.read() as uow:
         return int(uow.connection.scalar(select(func.count()).select_from(SubjectRow)) or 0)
 
 
