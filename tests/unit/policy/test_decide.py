@@ -179,21 +179,29 @@ def test_c7_optional_service_needs_its_own_consent_and_never_blocks_payment(
     assert ask(engine, Action.COLLECT, PAYMENT, "quick_pay", "user.financial.bank_account").allowed
 
 
-def test_c7_forest_hidden_energy_is_withheld_from_friends(engine: DecisionEngine) -> None:
-    energy = "user.behavior.green_energy"
+ENERGY = "user.behavior.green_energy"
+
+
+def _friends_read_hidden_energy(engine: DecisionEngine) -> Decision:
+    """Friends read the energy and nickname of an owner who hid the energy value (C7(2))."""
     state = SubjectState(
         consents={scopes.purpose_scope("forest_friends_view"): ConsentType.REGULAR},
         settings={"hide_energy_value": True},
     )
-    d = ask(
+    return ask(
         engine,
         Action.READ,
         FOREST,
         "forest_friends_view",
-        energy,
+        ENERGY,
         "user.account.nickname",
         subject=state,
     )
+
+
+def test_c7_forest_hidden_energy_is_withheld_from_friends(engine: DecisionEngine) -> None:
+    energy = ENERGY
+    d = _friends_read_hidden_energy(engine)
     assert d.allowed
     assert d.projection[energy].kind is ProjectionKind.WITHHELD
     assert d.show({energy: "1234", "user.account.nickname": "小蚂蚁"})[energy] is None
@@ -606,23 +614,11 @@ def test_v1_no_categories_is_not_applicable(engine: DecisionEngine) -> None:
 
 
 def test_c7_hidden_energy_stays_visible_to_its_owner(engine: DecisionEngine) -> None:
-    energy = "user.behavior.green_energy"
+    energy = ENERGY
     state = SubjectState(settings={"hide_energy_value": True})
     own = ask(engine, Action.READ, SUBJECT, "self_service", energy, subject=state)
     assert own.show({energy: "1234"}) == {energy: "1234"}
-    friends_state = SubjectState(
-        consents={scopes.purpose_scope("forest_friends_view"): ConsentType.REGULAR},
-        settings={"hide_energy_value": True},
-    )
-    friends = ask(
-        engine,
-        Action.READ,
-        FOREST,
-        "forest_friends_view",
-        energy,
-        "user.account.nickname",
-        subject=friends_state,
-    )
+    friends = _friends_read_hidden_energy(engine)
     assert friends.show({energy: "1234", "user.account.nickname": "小蚂蚁"}) == {
         energy: None,
         "user.account.nickname": "小蚂蚁",
