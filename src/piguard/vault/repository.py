@@ -78,10 +78,8 @@ class VaultRepository:
         self, subject_id: str, categories: Sequence[str]
     ) -> tuple[SubjectStatus | None, list[Row[Any]]]:
         """A subject's status and its values of some categories, in one statement (reads)."""
-        wanted = tuple(dict.fromkeys(categories))
-        params: dict[str, Any] = {f"c{i}": c for i, c in enumerate(wanted)}
-        params["subject_id"] = subject_id
-        rows = self._c.execute(_status_and_values(len(wanted)), params).all()
+        count, params = _bind(subject_id, categories)
+        rows = self._c.execute(_status_and_values(count), params).all()
         if not rows:
             return None, []
         status = SubjectStatus(subject_id, rows[0].status, rows[0].state_version)
@@ -107,10 +105,8 @@ class VaultRepository:
 
     def values(self, subject_id: str, categories: Sequence[str]) -> list[Row[Any]]:
         """Rows with the columns of `ValueRow`, oldest first."""
-        wanted = tuple(dict.fromkeys(categories))
-        params: dict[str, Any] = {f"c{i}": c for i, c in enumerate(wanted)}
-        params["subject_id"] = subject_id
-        return list(self._c.execute(_values_of(len(wanted)), params).all())
+        count, params = _bind(subject_id, categories)
+        return list(self._c.execute(_values_of(count), params).all())
 
     def delete_values(self, subject_id: str, categories: Iterable[str] | None = None) -> int:
         stmt = delete(_VALUES).where(_VALUES.c.subject_id == subject_id)
@@ -145,6 +141,14 @@ class VaultRepository:
         if kinds is not None:
             stmt = stmt.where(_INDEXES.c.kind.in_(list(kinds)))
         self._c.execute(stmt)
+
+
+def _bind(subject_id: str, categories: Sequence[str]) -> tuple[int, dict[str, Any]]:
+    """Parameters for the statements of `_in_categories`: each distinct category once."""
+    params: dict[str, Any] = {f"c{i}": c for i, c in enumerate(dict.fromkeys(categories))}
+    count = len(params)
+    params["subject_id"] = subject_id
+    return count, params
 
 
 def _in_categories(count: int) -> Any:
