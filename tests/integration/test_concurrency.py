@@ -83,6 +83,9 @@ WORKER = textwrap.dedent(
         else:
             app.consents.withdraw(ACCOUNT, subject, job["scope"])
         decides(subject)
+        # Paced like a service answering requests: SQLite's busy handler sleeps while it waits,
+        # so a writer looping without a pause can keep the lock from the other process.
+        time.sleep(0.002)
     wait_for_all("done")
     final = {s: decides(s) for s in subjects}
     app.audit.flush()
