@@ -97,7 +97,7 @@ def _subject_record(st: SubjectState) -> dict[str, Any]:
     record: dict[str, Any] = {
         "consents": {k: _levels(_purposes(st.consents, p)) for k, p in _SUBJECT_SCOPES.items()},
         "settings": dict(st.settings),
-        "guardian_consent": st.guardian_consent,
+        "guardian_consent": scopes.SERVICE in st.guardian_consents,
         "guardian_objection": st.guardian_objection,
         "legal_hold": st.legal_hold,
         "closed": st.closed,

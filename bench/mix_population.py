@@ -150,13 +150,18 @@ def _subject(
         },
         authorisations=authorisations,
         age=age,
-        guardian_consent=minor and rng.random() < 0.7,
+        guardian_consents=_guardian_consents(consents, minor and rng.random() < 0.7),
         guardian_objection=minor and rng.random() < 0.1,
         legal_hold=rng.random() < (0.5 if closed else 0.01),
         closed=closed,
         pending_reconsent=_some(rng, consent_purposes, 0.02),
         restricted=_some(rng, [k for k in policy.purposes if k in uses], 0.02),
     )
+
+
+def _guardian_consents(consents: dict[str, ConsentType], given: bool) -> frozenset[str]:
+    """A minor's guardian consented to the service and to every scope the minor holds, or not."""
+    return frozenset({scopes.SERVICE, *consents}) if given else frozenset()
 
 
 def _purpose_consents(

@@ -84,7 +84,12 @@ def synthetic_policy(rules: int, seed: int = 7) -> m.Policy:
         outbound=outbound,
         regions={r: m.Region(r, _t(r)) for r in (HOME, "hk", "sg")},
         cross_border=m.CrossBorder(
-            HOME, ConsentType.SEPARATE, frozenset({Requirement.AGREEMENT}), frozenset(), ("S1",)
+            HOME,
+            frozenset(purposes),
+            ConsentType.SEPARATE,
+            frozenset({Requirement.AGREEMENT}),
+            frozenset(),
+            ("S1",),
         ),
         rights={},
         refusal_grounds={},
@@ -94,7 +99,13 @@ def synthetic_policy(rules: int, seed: int = 7) -> m.Policy:
         incidents=m.Incidents(("what",), (), 100, True, ("G1",)),
         monitoring=m.Monitoring(1000, 100, 5, (0, 6), 60, ("S2",)),
         wind_down=m.WindDown(("notify",), ("G1",)),
+        bindings=_bindings(next(iter(purposes)), next(iter(categories))),
     )
+
+
+def _bindings(purpose: str, category: str) -> m.Bindings:
+    """The engine never reads bindings; the services do, and no service runs here."""
+    return m.Bindings(purpose, purpose, purpose, category, purpose, purpose, category)
 
 
 def _categories() -> dict[str, m.Category]:

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from piguard.audit.log import AuditLog
 from piguard.auth.service import ApiKeys
+from piguard.consent.guardians import GuardianService
 from piguard.consent.service import ConsentService
 from piguard.db.engine import make_engine
 from piguard.db.migrate import upgrade
@@ -25,6 +26,7 @@ from piguard.policy.language import load_policy
 from piguard.policy.model import Policy
 from piguard.policy.notice import build_notice, render_markdown
 from piguard.settings import Settings
+from piguard.sharing.registry import RecipientRegistry
 from piguard.vault.crypto import KeyMaterial, load_or_create_key_file
 from piguard.vault.keys import DataKeys, KeyWrapper
 from piguard.vault.keystore import KeyStore, open_keystore
@@ -46,6 +48,8 @@ class Piguard:
     enforcer: Enforcer
     vault: VaultService
     consents: ConsentService
+    guardians: GuardianService
+    recipients: RecipientRegistry
     api_keys: ApiKeys
     clock: Clock
 
@@ -105,13 +109,17 @@ def build(
         index=keys.blind_index,
         clock=clock,
     )
+    shown = notice_hash(policy)
     consents = ConsentService(
         transactions=transactions,
         policy=policy,
         enforcer=enforcer,
         vault=vault,
-        notice_hash=notice_hash(policy),
+        notice_hash=shown,
         clock=clock,
+    )
+    guardians = GuardianService(
+        transactions=transactions, policy=policy, vault=vault, consents=consents, notice_hash=shown
     )
     return Piguard(
         settings=settings,
@@ -125,6 +133,8 @@ def build(
         enforcer=enforcer,
         vault=vault,
         consents=consents,
+        guardians=guardians,
+        recipients=RecipientRegistry(policy),
         api_keys=ApiKeys(transactions, policy, clock),
         clock=clock,
     )

@@ -120,8 +120,32 @@ class PiguardClient:
         body = {"purpose": purpose, "values": dict(values)}
         return self._call("PATCH", f"/v1/subjects/{_seg(subject_id)}", json=body)
 
-    def erase(self, subject_id: str, purpose: str = "self_service") -> None:
-        self._call("DELETE", f"/v1/subjects/{_seg(subject_id)}", params={"purpose": purpose})
+    def erase(self, subject_id: str, purpose: str | None = None) -> None:
+        """Erase the whole subject (R4, R5); only roles granted `erase_subject` may."""
+        params = {"purpose": purpose} if purpose is not None else {}
+        self._call("DELETE", f"/v1/subjects/{_seg(subject_id)}", params=params)
+
+    def change_identifiers(self, subject_id: str, values: Mapping[str, str], evidence: str) -> Json:
+        body = {"values": dict(values), "evidence": evidence}
+        return self._call("PUT", f"/v1/subjects/{_seg(subject_id)}/identifiers", json=body)
+
+    def register_ward(
+        self, guardian_id: str, values: Mapping[str, str], relation: str, evidence: str
+    ) -> str:
+        """As a guardian (M1), register a minor linked to yourself."""
+        body = {"values": dict(values), "relation": relation, "evidence": evidence}
+        path = f"/v1/subjects/{_seg(guardian_id)}/wards"
+        return str(self._call("POST", path, json=body)["subject_id"])
+
+    def grant_for_ward(
+        self, guardian_id: str, minor_id: str, scope: str, consent_type: str = "regular"
+    ) -> Json:
+        path = f"/v1/subjects/{_seg(guardian_id)}/wards/{_seg(minor_id)}/consents"
+        return self._call("POST", path, json={"scope": scope, "consent_type": consent_type})
+
+    def withdraw_for_ward(self, guardian_id: str, minor_id: str, scope: str) -> Json:
+        path = f"/v1/subjects/{_seg(guardian_id)}/wards/{_seg(minor_id)}/consents/withdraw"
+        return self._call("POST", path, json={"scope": scope})
 
     def erase_values(self, subject_id: str, purpose: str, categories: Iterable[str]) -> int:
         params = {"purpose": purpose, "categories": ",".join(categories)}
@@ -196,18 +220,20 @@ class PiguardClient:
         categories: Iterable[str] = (),
         *,
         subject_id: str | None = None,
-        recipient: Mapping[str, Any] | None = None,
+        recipient: str | None = None,
         region: str | None = None,
         exemption: str | None = None,
         case_reference: str | None = None,
+        authority: str | None = None,
     ) -> Json:
         body: Json = {"action": action, "purpose": purpose, "categories": list(categories)}
         optional = {
             "subject_id": subject_id,
-            "recipient": dict(recipient) if recipient is not None else None,
+            "recipient": recipient,
             "region": region,
             "exemption": exemption,
             "case_reference": case_reference,
+            "authority": authority,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         return self._call("POST", "/v1/decide", json=body)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from api_support import BANK_ACCOUNT, ID_NUMBER, NAME, PHONE, Api, Person, new_person
+from api_support import NAME, PHONE, Api, Person, new_person
 
 from piguard.client import PiguardApiError
 
 BANK = {"id": "icbc_test", "type": "financial_institution", "region": "CN"}
-CARD_CHECK = [BANK_ACCOUNT, NAME, ID_NUMBER]
 
 
 def test_s2_def2_decide_answers_with_projection_and_reasons(api: Api) -> None:
@@ -74,40 +73,72 @@ def test_c5_decide_uses_the_subjects_current_state(api: Api, person: Person) -> 
     assert hypothetical["effect"] == "deny"
 
 
-def test_sh0_outbound_decisions_check_the_recipient(api: Api) -> None:
-    payments = api.as_role("payment_service")
+def test_sh0_recipient_facts_come_from_the_registry_never_the_caller(
+    api: Api, person: Person
+) -> None:
+    subject_id = api.register(person)
+    me = api.as_subject(subject_id)
+    for scope in ("purpose:pay_later", "share:sesame_credit:pay_later"):
+        me.grant_consent(subject_id, scope)
+    pay_later = api.as_role("pay_later_service")
+    ask = {"subject_id": subject_id}
 
-    unchecked = payments.decide("share", "quick_pay", CARD_CHECK, recipient=BANK)
-    checked = payments.decide(
-        "share", "quick_pay", CARD_CHECK, recipient={**BANK, "assessed": True, "agreement": True}
-    )
-    unregistered = payments.decide(
-        "share", "quick_pay", CARD_CHECK, recipient={**BANK, "registered": False}
-    )
+    registered = pay_later.decide("share", "pay_later", [PHONE], recipient="sesame_credit", **ask)
+    unknown = pay_later.decide("share", "pay_later", [PHONE], recipient="icbc_test", **ask)
+    with pytest.raises(PiguardApiError) as claimed:
+        pay_later.decide(
+            "share", "pay_later", [PHONE], recipient={**BANK, "agreement": True}, **ask
+        )
 
-    assert unchecked["effect"] == "deny"
-    assert unchecked["reasons"][0]["clause"] == "SH0"
-    assert checked["effect"] == "allow"
-    assert "encrypt_in_transit" in checked["obligations"]
-    assert unregistered["reasons"] == [
-        {"clause": "SH0", "code": "recipient_unregistered:icbc_test"}
-    ]
+    assert registered["effect"] == "allow"
+    assert {"clause": "SH0", "code": "recipient_checked"} in registered["reasons"]
+    assert unknown["reasons"] == [{"clause": "SH0", "code": "recipient_unregistered:icbc_test"}]
+    assert (claimed.value.status, claimed.value.field) == (422, "body.recipient")
 
 
-def test_c8_exemption_needs_a_case_reference(api: Api) -> None:
+def test_s1_a_claimed_region_never_makes_a_transfer_domestic(api: Api, person: Person) -> None:
+    subject_id = api.register(person)
+    me = api.as_subject(subject_id)
+    for scope in ("purpose:pay_later", "share:sesame_credit:pay_later"):
+        me.grant_consent(subject_id, scope)
+    pay_later = api.as_role("pay_later_service")
+    ask = {"subject_id": subject_id, "recipient": "sesame_credit"}
+
+    home = pay_later.decide("share", "pay_later", [PHONE], region="CN", **ask)
+    abroad = pay_later.decide("share", "pay_later", [PHONE], region="US", **ask)
+
+    assert home["effect"] == "allow"
+    assert abroad["reasons"] == [{"clause": "S1", "code": "not_cross_border_business:pay_later"}]
+
+
+def test_c8_exemptions_only_for_the_roles_and_purposes_the_policy_names(api: Api) -> None:
     security = api.as_role("security_service")
+    marketing = api.as_role("marketing_service")
     cats = ["user.device.ip_address"]
 
     unknown = security.decide("read", "fault_handling", cats, exemption="curiosity")
-    without = security.decide("read", "fault_handling", cats, exemption="criminal_justice")
-    with_ref = security.decide(
-        "read", "fault_handling", cats, exemption="criminal_justice", case_reference="case-2024-17"
+    borrowed = security.decide(
+        "read", "fault_handling", cats, exemption="criminal_justice", case_reference="c-1"
+    )
+    own = security.decide("read", "fault_handling", cats, exemption="service_security")
+    claimed = marketing.decide(
+        "read",
+        "personalization",
+        ["user.behavior.search_history"],
+        exemption="criminal_justice",
+        case_reference="case-2024-17",
+        authority="bj-psb",
     )
 
     assert unknown["reasons"] == [{"clause": "C8", "code": "unknown_exemption:curiosity"}]
-    assert without["reasons"] == [{"clause": "C8", "code": "case_reference_required"}]
-    assert with_ref["effect"] == "allow"
-    assert {"clause": "C8", "code": "exemption"} in with_ref["reasons"]
+    assert borrowed["reasons"] == [
+        {"clause": "C8", "code": "exemption_not_granted:criminal_justice:security_service"}
+    ]
+    assert own["effect"] == "allow"
+    assert {"clause": "C8", "code": "exemption"} in own["reasons"]
+    assert claimed["reasons"] == [
+        {"clause": "C8", "code": "exemption_not_granted:criminal_justice:marketing_service"}
+    ]
 
 
 def test_u2_decide_refuses_undeclared_purposes_and_others_subjects(api: Api) -> None:

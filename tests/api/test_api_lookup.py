@@ -53,7 +53,9 @@ def test_c2_3_switched_off_lookup_looks_like_no_account(api: Api, person: Person
 
 def test_c2_3_lookup_by_email_after_collection(api: Api, person: Person) -> None:
     subject_id = api.register(person)
-    api.as_role("account_service").collect(subject_id, "kyc_aml", {EMAIL: person.email})
+    api.as_role("account_service").change_identifiers(
+        subject_id, {EMAIL: person.email}, evidence="email-link:1"
+    )
 
     found = api.as_role("account_service").lookup(EMAIL, person.email.replace("example", "EXAMPLE"))
 

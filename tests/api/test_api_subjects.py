@@ -85,23 +85,35 @@ def test_s2_subject_key_cannot_reach_another_subject(api: Api) -> None:
     )
 
 
-def test_r1_id_number_is_immutable_phone_is_not(api: Api, person: Person) -> None:
+def test_r1_id_number_is_immutable_phone_changes_only_through_verification(
+    api: Api, person: Person
+) -> None:
     subject_id = api.register(person)
     me = api.as_subject(subject_id)
-    other = new_person()
+    someone = new_person()
+    api.register(someone)
+    new_phone = mobile(9000 + person.n % 1000)
 
-    with pytest.raises(PiguardApiError) as caught:
-        me.update(subject_id, "self_service", {ID_NUMBER: other.id_number})
-    changed = me.update(subject_id, "self_service", {PHONE: mobile(9000 + person.n % 1000)})
+    with pytest.raises(PiguardApiError) as id_number:
+        me.update(subject_id, "self_service", {ID_NUMBER: new_person().id_number})
+    refusals = []
+    for phone in (new_phone, someone.phone):
+        for write in (me.update, me.collect):
+            with pytest.raises(PiguardApiError) as caught:
+                write(subject_id, "self_service", {PHONE: phone})
+            refusals.append((caught.value.status, caught.value.reasons))
+    changed = api.as_role("account_service").change_identifiers(
+        subject_id, {PHONE: new_phone}, evidence="sms-otp:20261129-1"
+    )
 
-    assert caught.value.status == 403
-    assert caught.value.code == "denied"
-    assert caught.value.field == ID_NUMBER
-    assert any(r.startswith("R1:immutable") for r in caught.value.reasons)
+    assert (id_number.value.status, id_number.value.field) == (403, ID_NUMBER)
+    assert id_number.value.reasons == (f"R1:immutable:{ID_NUMBER}",)
+    # A registered number and a fresh one are refused alike: no 409 tells whose it is (C2.3).
+    assert refusals == [(403, (f"R1:identifier_change_required:{PHONE}",))] * 4
     assert len(changed["value_ids"]) == 1
     shown = _shown(me.read(subject_id, "self_service", [PHONE, ID_NUMBER]))
     assert shown[ID_NUMBER] == person.id_number
-    assert shown[PHONE].endswith(mobile(9000 + person.n % 1000))
+    assert shown[PHONE] == new_phone
 
 
 def test_c4_location_off_refuses_location_but_not_payment(api: Api, person: Person) -> None:
@@ -144,11 +156,16 @@ def test_r4_erasure_shreds_the_subject(api: Api, person: Person) -> None:
     assert (after["data_keys"], after["blind_indexes"]) == (0, 0)
 
 
-def test_r3_subject_deletes_own_bank_card(api: Api, person: Person) -> None:
+def test_r3_subject_deletes_a_bound_card_and_the_aml_copy_stays(api: Api, person: Person) -> None:
     subject_id = api.register(person)
     me = api.as_subject(subject_id)
+    card = luhn_card(person.n + 7)
+    api.as_role("payment_service").collect(subject_id, "quick_pay", {BANK_ACCOUNT: card})
 
     deleted = me.erase_values(subject_id, "self_service", [BANK_ACCOUNT])
 
     assert deleted == 1
-    assert BANK_ACCOUNT not in _shown(me.read(subject_id, "self_service", [BANK_ACCOUNT, NAME]))
+    kept = me.read(subject_id, "self_service", [BANK_ACCOUNT])["values"]
+    # The card bound for Quick Pay is gone; the one registration verified stays for AML (R4).
+    assert [(v["value"], v["purposes"]) for v in kept] == [(person.bank_account, ["kyc_aml"])]
+    assert me.erase_values(subject_id, "self_service", [BANK_ACCOUNT]) == 0

@@ -36,6 +36,28 @@ class ConsentEvent:
     method: str
     evidence: str
     at: datetime
+    guardian_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Guardianship:
+    """A verified adult linked to a minor (M1): the relation and the evidence a reference."""
+
+    id: str
+    minor_id: str
+    guardian_id: str
+    relation: str
+    evidence: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class GuardianState:
+    """What a minor's guardians said: the scopes they consent to now, and whether they object
+    to the minor's use of the service (their last word on it was a withdrawal)."""
+
+    scopes: frozenset[str] = frozenset()
+    objection: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +78,19 @@ def current_consents(events: Iterable[ConsentEvent]) -> dict[str, ConsentType]:
         else:
             state.pop(event.scope, None)
     return state
+
+
+def guardian_state(events: Iterable[ConsentEvent]) -> GuardianState:
+    """Fold events in order: a scope counts for a minor only while its last event is a
+    guardian's grant; a guardian's withdrawal of the service scope is an objection."""
+    granted: dict[str, bool] = {}
+    objection = False
+    for event in events:
+        by_guardian = event.guardian_id is not None
+        granted[event.scope] = by_guardian and event.kind is ConsentEventKind.GRANT
+        if by_guardian and event.scope == scopes.SERVICE:
+            objection = event.kind is ConsentEventKind.WITHDRAW
+    return GuardianState(frozenset(s for s, ok in granted.items() if ok), objection)
 
 
 def current_settings(policy: Policy, events: Iterable[SettingEvent]) -> dict[str, bool]:
@@ -116,6 +151,7 @@ def kantara_receipt(event: ConsentEvent, policy: Policy, lang: Lang = "zh") -> d
                 "noticeHash": event.notice_hash,
                 "channel": event.channel,
                 "evidence": event.evidence,
+                "givenByGuardian": event.guardian_id is not None,
             }
         },
     }

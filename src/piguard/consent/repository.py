@@ -6,12 +6,13 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Table, bindparam, insert, select
 
-from piguard.consent.model import ConsentEvent, ConsentEventKind, SettingEvent
-from piguard.consent.tables import ConsentEventRow, SettingEventRow
+from piguard.consent.model import ConsentEvent, ConsentEventKind, Guardianship, SettingEvent
+from piguard.consent.tables import ConsentEventRow, GuardianshipRow, SettingEventRow
 from piguard.policy.model import ConsentType
 
 _CONSENTS = cast(Table, ConsentEventRow.__table__)
 _SETTINGS = cast(Table, SettingEventRow.__table__)
+_GUARDIANS = cast(Table, GuardianshipRow.__table__)
 _EVENTS_OF = (
     select(_CONSENTS)
     .where(_CONSENTS.c.subject_id == bindparam("subject_id"))
@@ -45,7 +46,33 @@ class ConsentRepository:
                 "method": event.method,
                 "evidence": event.evidence,
                 "at": event.at,
+                "guardian_id": event.guardian_id,
             },
+        )
+
+    def add_guardianship(self, link: Guardianship) -> None:
+        self._c.execute(
+            insert(_GUARDIANS),
+            {
+                "id": link.id,
+                "minor_id": link.minor_id,
+                "guardian_id": link.guardian_id,
+                "relation": link.relation,
+                "evidence": link.evidence,
+                "at": link.at,
+            },
+        )
+
+    def guardianship(self, minor_id: str, guardian_id: str) -> Guardianship | None:
+        row = self._c.execute(
+            select(_GUARDIANS).where(
+                _GUARDIANS.c.minor_id == minor_id, _GUARDIANS.c.guardian_id == guardian_id
+            )
+        ).first()
+        if row is None:
+            return None
+        return Guardianship(
+            row.id, row.minor_id, row.guardian_id, row.relation, row.evidence, row.at
         )
 
     def events(self, subject_id: str) -> list[ConsentEvent]:
@@ -89,4 +116,5 @@ def _event(r: Row[Any]) -> ConsentEvent:
         method=r.method,
         evidence=r.evidence,
         at=r.at,
+        guardian_id=r.guardian_id,
     )

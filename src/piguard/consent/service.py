@@ -30,8 +30,6 @@ from piguard.policy.model import Action, ConsentType, Policy
 from piguard.vault.repository import VaultRepository
 from piguard.vault.service import VaultService
 
-PURPOSE = "consent_management"
-CATEGORY = ("user.account.privacy_choices",)
 CHANNELS = frozenset({"app", "web", "api", "sms", "phone", "counter", "letter"})
 METHODS = frozenset({"checkbox", "in_context", "agreement", "sms_reply", "api", "verbal", "paper"})
 
@@ -70,15 +68,30 @@ class ConsentService:
         scope: str,
         consent_type: ConsentType = ConsentType.REGULAR,
         how: Provenance = Provenance(),
+        guardian_id: str | None = None,
     ) -> ConsentEvent:
-        return self._record(actor, subject_id, ConsentEventKind.GRANT, scope, consent_type, how)
+        """Record a consent; `guardian_id` only from `GuardianService`, which verified the link."""
+        return self._record(
+            actor, subject_id, ConsentEventKind.GRANT, scope, consent_type, how, guardian_id
+        )
 
     def withdraw(
-        self, actor: Actor, subject_id: str, scope: str, how: Provenance = Provenance()
+        self,
+        actor: Actor,
+        subject_id: str,
+        scope: str,
+        how: Provenance = Provenance(),
+        guardian_id: str | None = None,
     ) -> ConsentEvent:
         """Withdrawal is as easy as the grant and takes effect for every later decision."""
         return self._record(
-            actor, subject_id, ConsentEventKind.WITHDRAW, scope, ConsentType.REGULAR, how
+            actor,
+            subject_id,
+            ConsentEventKind.WITHDRAW,
+            scope,
+            ConsentType.REGULAR,
+            how,
+            guardian_id,
         )
 
     def history(
@@ -136,6 +149,7 @@ class ConsentService:
         scope: str,
         consent_type: ConsentType,
         how: Provenance,
+        guardian_id: str | None,
     ) -> ConsentEvent:
         self._validate_scope(scope)
         _check_choice("channel", how.channel, CHANNELS)
@@ -158,6 +172,7 @@ class ConsentService:
             method=how.method,
             evidence=how.evidence,
             at=self._clock.now(),
+            guardian_id=guardian_id,
         )
         with self._tx.write() as uow:
             self._check(uow, actor, subject_id, Action.UPDATE, write=True, detail=kind)
@@ -175,9 +190,9 @@ class ConsentService:
         write: bool,
         detail: str = "",
     ) -> None:
-        req = DecisionRequest(
-            action, actor, PURPOSE, CATEGORY, self._vault.live_state(uow.connection, subject_id)
-        )
+        b = self._policy.bindings
+        state = self._vault.live_state(uow.connection, subject_id)
+        req = DecisionRequest(action, actor, b.consent_purpose, (b.consent_category,), state)
         self._enforcer.require(req, subject_id, uow if write else None, detail=detail)
         if write:  # every later decision must see this change, in every process (R2)
             VaultRepository(uow.connection).state_changed(subject_id)
@@ -190,8 +205,16 @@ class ConsentService:
                 LocalText(f"无效的同意范围 {scope}", f"invalid consent scope {scope}"),
                 field="scope",
                 allowed="purpose:<p>, share:<recipient>:<p>, share_type:<type>:<p>, "
-                "transfer:<recipient>, disclose:<p>, cross_border:<p>",
+                f"transfer:<recipient>, disclose:<p>, cross_border:<p>, {scopes.SERVICE}",
             ) from None
+        if kind == "service":
+            if scope != scopes.SERVICE:
+                raise InvalidInput(
+                    LocalText(f"无效的同意范围 {scope}", f"invalid consent scope {scope}"),
+                    field="scope",
+                    allowed=scopes.SERVICE,
+                )
+            return
         purposes = [part for part in scope.split(":")[1:] if part in self._policy.purposes]
         if kind != "transfer" and not purposes:
             raise InvalidInput(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String
+from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from piguard.db.base import Base, UtcDateTime
@@ -23,6 +23,21 @@ class ConsentEventRow(Base):
     notice_hash: Mapped[str] = mapped_column(String(64))
     channel: Mapped[str] = mapped_column(String(32))
     method: Mapped[str] = mapped_column(String(32))
+    evidence: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    guardian_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+class GuardianshipRow(Base):
+    """A guardian linked to a minor (M1); one link per pair, never edited."""
+
+    __tablename__ = "guardianships"
+    __table_args__ = (UniqueConstraint("minor_id", "guardian_id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    minor_id: Mapped[str] = mapped_column(ForeignKey("subjects.id"), index=True)
+    guardian_id: Mapped[str] = mapped_column(ForeignKey("subjects.id"), index=True)
+    relation: Mapped[str] = mapped_column(String(32))
     evidence: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(UtcDateTime)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from piguard.audit.tables import AuditCheckpointRow, AuditRecordRow
 from piguard.auth.tables import ApiKeyRow
-from piguard.consent.tables import ConsentEventRow, SettingEventRow
+from piguard.consent.tables import ConsentEventRow, GuardianshipRow, SettingEventRow
 from piguard.db.base import Base
 from piguard.vault.tables import BlindIndexRow, SubjectRow, ValueRow
 
@@ -16,6 +16,7 @@ __all__ = [
     "AuditRecordRow",
     "BlindIndexRow",
     "ConsentEventRow",
+    "GuardianshipRow",
     "SettingEventRow",
     "SubjectRow",
     "ValueRow",

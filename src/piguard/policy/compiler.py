@@ -75,7 +75,9 @@ class CompiledGrant:
         self.categories = grant.categories
         # Preconditions only some grants have; one flag keeps them off the common path.
         self.special = grant.needs_case_reference or grant.reads_held_data
-        self.clauses = tuple(dict.fromkeys((*purpose.clauses, *grant.clauses, *role.clauses)))
+        # Reasons name what decided: the grant that allowed it, not every clause its purpose
+        # or role is cited for elsewhere.
+        self.clauses = tuple(dict.fromkeys(grant.clauses))
         self.consent_scope = _consent_scope(role, action, purpose)
         self.consent_strength = CONSENT_STRENGTH[purpose.consent_type]
         self.gates: tuple[GateCheck, ...] = ()
@@ -84,7 +86,7 @@ class CompiledGrant:
 
 def _consent_scope(role: Role, action: Action, purpose: Purpose) -> str | None:
     """The consent a use needs: consent purposes, not erasure or the subject's own acts."""
-    if purpose.basis is not Basis.CONSENT or action is Action.ERASE:
+    if purpose.basis is not Basis.CONSENT or action in (Action.ERASE, Action.ERASE_SUBJECT):
         return None
     if role.kind in (ActorKind.SUBJECT, ActorKind.RECIPIENT):
         return None

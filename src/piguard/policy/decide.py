@@ -47,7 +47,10 @@ _LOCAL_OBLIGATIONS = {
     Action.UPDATE: frozenset({Obligation.AUDIT, Obligation.ENCRYPT_AT_REST}),
     Action.READ: frozenset({Obligation.AUDIT}),
     Action.ERASE: frozenset({Obligation.AUDIT}),
+    Action.ERASE_SUBJECT: frozenset({Obligation.AUDIT}),
 }
+_ERASURES = frozenset({Action.ERASE, Action.ERASE_SUBJECT})
+_WRITES = frozenset({Action.COLLECT, Action.UPDATE})
 _OUTBOUND_OBLIGATIONS = frozenset({Obligation.AUDIT, Obligation.ENCRYPT_IN_TRANSIT})
 _NOTHING: frozenset[str] = frozenset()
 _RECIPIENT = ActorKind.RECIPIENT
@@ -88,7 +91,11 @@ class DecisionEngine:
     def _local(self, g: CompiledGrant, req: DecisionRequest) -> Decision:
         st = req.subject
         exempt = req.exemption is not None
-        if exempt or st.closed or g.special:
+        if st.age is not None and st.age < self._adult_age:  # inline: the hot path
+            denial = self._minor_denial(g, req)
+            if denial is not None:
+                return denial
+        if exempt or st.closed or g.special or req.registration:
             denial = self._special_cases(g, req)
             if denial is not None:
                 return denial
@@ -106,13 +113,14 @@ class DecisionEngine:
                 return checked
             withheld = checked  # type: ignore[assignment]
         minor_spi = self._all_sensitive and st.age is not None and st.age < self._adult_age
-        if withheld or minor_spi or st.legal_hold or exempt:
-            key: object = (req.categories, withheld, minor_spi, st.legal_hold, exempt)
+        flags = (minor_spi, st.legal_hold, exempt, req.registration)
+        if withheld or minor_spi or st.legal_hold or exempt or req.registration:
+            key: object = (req.categories, withheld, flags)
         else:
             key = req.categories
         found = g.decisions.get(key)
         if found is None:
-            found = self._build_local(g, req.categories, withheld, minor_spi, st.legal_hold, exempt)
+            found = self._build_local(g, req.categories, withheld, flags)
             if len(g.decisions) < _CACHE_LIMIT:
                 g.decisions[key] = found
         return found
@@ -133,7 +141,7 @@ class DecisionEngine:
         if (
             st.restricted
             and req.purpose in st.restricted
-            and g.action is not Action.ERASE
+            and g.action not in _ERASURES
             and g.purpose.basis is not Basis.LEGAL_OBLIGATION
         ):
             return self._deny("R2", f"restricted:{req.purpose}")
@@ -169,31 +177,47 @@ class DecisionEngine:
         return not (
             have is None
             or CONSENT_STRENGTH[have] < strength
-            or st.guardian_objection
-            or (st.age is not None and st.age < self._adult_age and not st.guardian_consent)
+            or (scope not in st.guardian_consents and self._minor(req))
             or req.purpose in st.pending_reconsent
         )
+
+    def _minor(self, req: DecisionRequest) -> bool:
+        age = req.subject.age
+        return age is not None and age < self._adult_age
 
     def _consent_denial(
         self, scope: str, strength: int, req: DecisionRequest, clause: str
     ) -> Decision:
         st = req.subject
-        if st.guardian_objection:
-            return self._deny("M1", "guardian_objection")
         have = st.consents.get(scope)
         if have is None:
             return self._deny(clause, f"consent_required:{scope}")
         if CONSENT_STRENGTH[have] < strength:
             return self._deny(clause, f"separate_consent_required:{scope}")
-        if st.age is not None and st.age < self._adult_age and not st.guardian_consent:
-            return self._deny("M1", "guardian_consent_required")
+        if scope not in st.guardian_consents and self._minor(req):
+            return self._deny("M1", f"guardian_consent_required:{scope}")
         return self._deny("V2", f"reconsent_required:{req.purpose}")
+
+    def _minor_denial(self, g: CompiledGrant, req: DecisionRequest) -> Decision | None:
+        """M1: a minor uses the service only with a guardian's consent to it as a whole, and a
+        guardian's objection stops it. Erasure always remains possible, and what the law makes
+        us keep may still be read, never collected anew."""
+        if g.action in _ERASURES:
+            return None
+        if g.purpose.basis is Basis.LEGAL_OBLIGATION and g.action is not Action.COLLECT:
+            return None
+        st = req.subject
+        if st.guardian_objection:
+            return self._deny("M1", "guardian_objection")
+        if scopes.SERVICE not in st.guardian_consents:
+            return self._deny("M1", f"guardian_consent_required:{scopes.SERVICE}")
+        return None
 
     def _special_cases(self, g: CompiledGrant, req: DecisionRequest) -> Decision | None:
         denial = self._grant_preconditions(g, req)
         if denial is not None:
             return denial
-        if req.subject.closed and not g.grant.reads_held_data and g.action is not Action.ERASE:
+        if req.subject.closed and not g.grant.reads_held_data and g.action not in _ERASURES:
             return self._deny("R4", "account_closed")
         return None
 
@@ -210,11 +234,19 @@ class DecisionEngine:
         return None
 
     def _exemption_denial(self, req: DecisionRequest) -> Decision | None:
+        """C8: only the roles and purposes the policy names may invoke an exemption, with what
+        it requires (a case reference and the requesting authority for C8(1)-(3))."""
         exemption = self.policy.exemptions.get(req.exemption or "")
         if exemption is None:
             return self._deny("C8", f"unknown_exemption:{req.exemption}")
+        if req.actor.role not in exemption.roles:
+            return self._deny("C8", f"exemption_not_granted:{exemption.code}:{req.actor.role}")
+        if req.purpose not in exemption.purposes:
+            return self._deny("C8", f"exemption_not_for_purpose:{exemption.code}:{req.purpose}")
         if exemption.needs_case_reference and not req.actor.case_reference:
             return self._deny("C8", "case_reference_required")
+        if exemption.needs_authority and not req.actor.authority:
+            return self._deny("C8", "requesting_authority_required")
         return None
 
     def _purpose_limitation(self, g: CompiledGrant, req: DecisionRequest) -> Decision | None:
@@ -232,15 +264,15 @@ class DecisionEngine:
         g: CompiledGrant,
         categories: tuple[str, ...],
         withheld: frozenset[str],
-        minor_spi: bool,
-        hold: bool,
-        exempt: bool,
+        flags: tuple[bool, bool, bool, bool],
     ) -> Decision:
-        if not categories and g.action is not Action.ERASE:
-            return self._not_applicable
+        minor_spi, hold, exempt, registration = flags
+        whole = g.action is Action.ERASE_SUBJECT
+        if not categories and not whole:
+            return self._not_applicable  # not allowed either: services always name categories
         cats: list[Category] = []
         for key in categories:
-            denial = self._category_denial(g, key)
+            denial = self._category_denial(g, key, registration) if not whole else None
             if denial is not None:
                 return denial
             cats.append(self.policy.categories[key])
@@ -253,17 +285,20 @@ class DecisionEngine:
         obligations = set(_LOCAL_OBLIGATIONS[g.action]) | g.purpose.obligations
         if g.action is Action.COLLECT and any(c.validator for c in cats):
             obligations.add(Obligation.RECORD_PROVENANCE)
-        if g.action is Action.ERASE and hold:
+        if g.action in _ERASURES and hold:
             obligations.add(Obligation.HOLD)
         reasons = [Reason(c, f"allow:{g.role}:{g.purpose.key}") for c in g.clauses]
         if exempt:
             obligations.add(Obligation.CASE_REFERENCE)
             reasons.append(Reason("C8", "exemption"))
-        if hold and g.action is Action.ERASE:
+        if hold and g.action in _ERASURES:
             reasons.append(Reason("R4", "legal_hold"))
-        return self._allow(reasons, projection, obligations)
+        erases = g.grant.erases if g.action is Action.ERASE else frozenset()
+        return self._allow(reasons, projection, obligations, erases)
 
-    def _category_denial(self, g: CompiledGrant, key: str) -> Decision | None:
+    def _category_denial(
+        self, g: CompiledGrant, key: str, registration: bool = False
+    ) -> Decision | None:
         cat = self.policy.categories.get(key)
         if cat is None:
             return self._deny("U2", f"unknown_category:{key}")
@@ -271,8 +306,13 @@ class DecisionEngine:
             return self._deny("U2", f"category_not_declared:{g.purpose.key}:{key}")
         if key not in g.categories:
             return self._deny("S2", f"outside_grant:{g.role}:{key}")
-        if g.action is Action.UPDATE and cat.immutable:
-            return self._deny("R1", f"immutable:{key}")
+        if g.action in _WRITES and not registration:
+            # R1: registration fields never change, identifiers only through their own operation,
+            # whichever write path is tried.
+            if cat.immutable:
+                return self._deny("R1", f"immutable:{key}")
+            if cat.change_purpose is not None and g.purpose.key != cat.change_purpose:
+                return self._deny("R1", f"identifier_change_required:{key}")
         return None
 
     def _local_projection(self, g: CompiledGrant, cat: Category, minor_spi: bool) -> Projection:
@@ -315,17 +355,22 @@ class DecisionEngine:
         rules = self._t.outbound.get((action, rec.type, req.purpose))
         if not rules:
             return self._deny("SH0", f"no_rule:{action}:{rec.type}:{req.purpose}")
-        first: Decision | None = None
+        denials: list[Decision] = []
         for rule in rules:
             decision = self._try_rule(rule, req, rec)
             if decision.effect is not Effect.DENY:
                 return decision
-            first = first or decision
-        assert first is not None  # noqa: S101 - rules is non-empty
-        return first
+            denials.append(decision)
+        # The most specific refusal: a rule that covers the categories and failed on its own
+        # condition (e.g. D1's separate consent) says more than one that does not cover them.
+        return next((d for d in denials if not _not_in_rule(d)), denials[0])
 
     def _outbound_grant_checks(self, g: CompiledGrant, req: DecisionRequest) -> Decision | None:
         """What leaves must first be usable here: declared, granted, consented, not switched off."""
+        if self._minor(req):
+            denial = self._minor_denial(g, req)
+            if denial is not None:
+                return denial
         exempt = req.exemption is not None
         if exempt or g.special:
             denial = self._grant_preconditions(g, req)
@@ -357,6 +402,8 @@ class DecisionEngine:
             denial = self._exemption_denial(req)
             if denial is not None:
                 return denial
+        elif rule.basis is Basis.EXEMPTION:
+            return self._deny("C8", f"exemption_required:{rule.id}")
         if cr.needs_assessment and not rec.assessed:
             return self._deny("SH0", f"assessment_missing:{rec.id}")
         if cr.needs_agreement and not rec.agreement:
@@ -369,7 +416,8 @@ class DecisionEngine:
             scope = _rule_scope(rule.consent_scope, rec, req.purpose)
             if not self._consent_holds(scope, cr.strength, req):
                 return self._consent_denial(scope, cr.strength, req, rule.clauses[0])
-        cross = (req.region or rec.region) != self._home
+        # A caller may name a region to make a transfer stricter, never to make it look domestic.
+        cross = rec.region != self._home or (req.region is not None and req.region != self._home)
         if cross:
             denial = self._cross_border_denial(req, rec)
             if denial is not None:
@@ -387,6 +435,8 @@ class DecisionEngine:
     def _cross_border_denial(self, req: DecisionRequest, rec: RecipientView) -> Decision | None:
         """S1/SH7: leaving the home region needs the subject's authorisation and an agreement."""
         cb = self.policy.cross_border
+        if req.purpose not in cb.purposes:
+            return self._deny("S1", f"not_cross_border_business:{req.purpose}")
         have = req.subject.consents.get(scopes.cross_border_scope(req.purpose))
         if have is None or CONSENT_STRENGTH[have] < CONSENT_STRENGTH[cb.consent_type]:
             return self._deny("S1", f"cross_border_consent_required:{req.purpose}")
@@ -437,6 +487,7 @@ class DecisionEngine:
         reasons: Iterable[Reason],
         projection: dict[str, Projection],
         obligations: set[Obligation],
+        erases: frozenset[str] = frozenset(),
     ) -> Decision:
         return Decision(
             Effect.ALLOW,
@@ -444,6 +495,7 @@ class DecisionEngine:
             self._version,
             MappingProxyType(projection),
             frozenset(obligations),
+            erases,
         )
 
     def _deny(self, clause: str, code: str) -> Decision:
@@ -457,6 +509,10 @@ class DecisionEngine:
 
     def _deny_all(self, reasons: tuple[Reason, ...]) -> Decision:
         return Decision(Effect.DENY, reasons, self._version)
+
+
+def _not_in_rule(decision: Decision) -> bool:
+    return decision.reasons[0].code.startswith("not_in_rule:")
 
 
 def _projection(spec: str | None) -> Projection:

@@ -65,12 +65,14 @@ class Reason:
 @dataclass(frozen=True, slots=True)
 class Actor:
     """Who asks. `role` is a policy role key, or the recipient id for a recipient actor;
-    `principal` names the caller (an API key id) for the audit log and never affects a decision."""
+    `principal` names the caller (an API key id) for the audit log and never affects a decision;
+    `authority` names the authority that requested an exemption (C8(1)-(3))."""
 
     kind: ActorKind
     role: str
     case_reference: str | None = None
     principal: str = ""
+    authority: str | None = None
 
     @property
     def label(self) -> str:
@@ -109,13 +111,17 @@ class Authorisation:
 
 @dataclass(frozen=True, slots=True)
 class SubjectState:
-    """A snapshot of one subject's consents, settings, authorisations, age and holds."""
+    """A snapshot of one subject's consents, settings, authorisations, age and holds.
+
+    `guardian_consents` are the scopes a linked guardian consented to (M1): for a minor only
+    those count, and the guardian's consent to the service as a whole (`scopes.SERVICE`) is
+    what lets a minor use the service at all."""
 
     consents: Mapping[str, ConsentType] = field(default_factory=_no_entries)
     settings: Mapping[str, bool] = field(default_factory=_no_entries)
     authorisations: Mapping[str, Authorisation] = field(default_factory=_no_entries)
     age: int | None = None
-    guardian_consent: bool = False
+    guardian_consents: frozenset[str] = frozenset()
     guardian_objection: bool = False
     legal_hold: bool = False
     closed: bool = False
@@ -125,7 +131,10 @@ class SubjectState:
 
 @dataclass(frozen=True, slots=True)
 class DecisionRequest:
-    """One question: may this actor do this action, for this purpose, on these data?"""
+    """One question: may this actor do this action, for this purpose, on these data?
+
+    `registration` is set only by the vault's registration use case, never from a caller's
+    input: registration alone may write immutable fields and identifiers (R1)."""
 
     action: Action
     actor: Actor
@@ -137,17 +146,22 @@ class DecisionRequest:
     exemption: str | None = None
     source_purposes: frozenset[str] = frozenset()
     at: datetime | None = None
+    registration: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The engine's answer: effect, projection per category, obligations, reasons (clauses)."""
+    """The engine's answer: effect, projection per category, obligations, reasons (clauses).
+
+    For an allowed `erase`, `erases` names the purposes whose copies go: a value kept for any
+    other purpose stays (R3, R4)."""
 
     effect: Effect
     reasons: tuple[Reason, ...]
     policy_version: str
     projection: Mapping[str, Projection] = field(default_factory=_no_entries)
     obligations: frozenset[Obligation] = frozenset()
+    erases: frozenset[str] = frozenset()
 
     @property
     def allowed(self) -> bool:

@@ -63,6 +63,7 @@ class CategoryDoc(Strict):
     immutable: bool = False
     validator: Key | None = None
     tags: list[Key] = []
+    change_purpose: Key | None = None
     clauses: Clauses
 
 
@@ -113,7 +114,10 @@ class SettingDoc(Strict):
 
 class ExemptionDoc(Strict):
     label: TextDoc
+    purposes: Annotated[list[Key], Field(min_length=1)]
+    roles: Annotated[list[Key], Field(min_length=1)]
     needs_case_reference: bool
+    needs_authority: bool = False
     clauses: Clauses
 
 
@@ -124,6 +128,7 @@ class GrantDoc(Strict):
     masks: dict[Key, NonEmpty] = {}
     needs_case_reference: bool = False
     reads_held_data: bool = False
+    erases: list[Key] | Wildcard = []
     clauses: Clauses
 
 
@@ -173,6 +178,7 @@ class RegionDoc(Strict):
 
 class CrossBorderDoc(Strict):
     home: NonEmpty
+    purposes: Annotated[list[Key], Field(min_length=1)]
     consent_type: ConsentType = ConsentType.REGULAR
     requires: list[Requirement] = []
     obligations: list[Obligation] = []
@@ -239,6 +245,18 @@ class WindDownDoc(Strict):
     clauses: Clauses
 
 
+class BindingsDoc(Strict):
+    registration_purpose: Key
+    self_service_purpose: Key
+    consent_purpose: Key
+    consent_category: Key
+    lookup_purpose: Key
+    audit_purpose: Key
+    audit_category: Key
+    age_from: Key | None = None
+    guardian_role: Key | None = None
+
+
 class PolicyDoc(Strict):
     """The whole file."""
 
@@ -270,3 +288,4 @@ class PolicyDoc(Strict):
     incidents: IncidentsDoc
     monitoring: MonitoringDoc
     wind_down: WindDownDoc
+    bindings: BindingsDoc

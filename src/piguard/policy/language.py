@@ -134,8 +134,57 @@ def _reference_problems(doc: d.PolicyDoc) -> Iterator[Problem]:
     yield from _role_problems(doc)
     yield from _recipient_problems(doc)
     yield from _outbound_problems(doc)
+    yield from _exemption_problems(doc)
+    yield from _binding_problems(doc)
     if doc.cross_border.home not in doc.regions:
         yield "cross_border.home", f"unknown region {doc.cross_border.home!r}", _keys(doc.regions)
+    for i, p in enumerate(doc.cross_border.purposes):
+        if p not in doc.purposes:
+            yield _unknown(f"cross_border.purposes[{i}]", "purpose", p, doc.purposes)
+
+
+def _binding_problems(doc: d.PolicyDoc) -> Iterator[Problem]:
+    b = doc.bindings
+    for field in ("registration_purpose", "self_service_purpose", "consent_purpose"):
+        yield from _binding(field, getattr(b, field), doc.purposes, "purpose")
+    for field in ("lookup_purpose", "audit_purpose"):
+        yield from _binding(field, getattr(b, field), doc.purposes, "purpose")
+    for field in ("consent_category", "audit_category"):
+        yield from _binding(field, getattr(b, field), doc.categories, "category")
+    if b.consent_purpose in doc.purposes and b.consent_category not in _declared(
+        doc, b.consent_purpose
+    ):
+        yield "bindings.consent_category", "must be declared by the consent purpose", None
+    if b.age_from is not None:
+        yield from _binding("age_from", b.age_from, doc.categories, "category")
+        cat = doc.categories.get(b.age_from)
+        if cat is not None and not (cat.immutable and cat.validator in _AGE_VALIDATORS):
+            allowed = f"an immutable category validated by {' or '.join(_AGE_VALIDATORS)}"
+            yield "bindings.age_from", "age must come from a verified, immutable value", allowed
+    if b.guardian_role is not None:
+        yield from _binding("guardian_role", b.guardian_role, doc.roles, "role")
+
+
+# Validators whose normal form carries a birth date piguard can read (M1).
+_AGE_VALIDATORS = ("cn_resident_id",)
+
+
+def _binding(field: str, value: str, known: Mapping[str, object], what: str) -> Iterator[Problem]:
+    if value not in known:
+        yield _unknown(f"bindings.{field}", what, value, known)
+
+
+def _exemption_problems(doc: d.PolicyDoc) -> Iterator[Problem]:
+    for key, ex in doc.exemptions.items():
+        base = f"exemptions.{key}"
+        for i, p in enumerate(ex.purposes):
+            if p not in doc.purposes:
+                yield _unknown(f"{base}.purposes[{i}]", "purpose", p, doc.purposes)
+        for i, r in enumerate(ex.roles):
+            if r not in doc.roles:
+                yield _unknown(f"{base}.roles[{i}]", "role", r, doc.roles)
+        if ex.needs_authority and not ex.needs_case_reference:
+            yield f"{base}.needs_case_reference", "an authority's request needs a case", "true"
 
 
 def _keys(mapping: Mapping[str, object]) -> str:
@@ -176,6 +225,9 @@ def _clause_problems(doc: d.PolicyDoc) -> Iterator[Problem]:
 def _category_problems(doc: d.PolicyDoc) -> Iterator[Problem]:
     for key, cat in doc.categories.items():
         yield from _mask_problem(f"categories.{key}.mask", cat.mask)
+        if cat.change_purpose is not None and cat.change_purpose not in doc.purposes:
+            path = f"categories.{key}.change_purpose"
+            yield _unknown(path, "purpose", cat.change_purpose, doc.purposes)
         if cat.validator is not None and cat.validator not in VALIDATOR_NAMES:
             allowed = ", ".join(sorted(VALIDATOR_NAMES))
             yield f"categories.{key}.validator", f"unknown validator {cat.validator!r}", allowed
@@ -245,6 +297,30 @@ def _role_problems(doc: d.PolicyDoc) -> Iterator[Problem]:
                 if cat not in doc.categories:
                     yield _unknown(f"{base}.masks.{cat}", "category", cat, doc.categories)
                 yield from _mask_problem(f"{base}.masks.{cat}", spec)
+            yield from _erase_problems(doc, base, grant)
+
+
+def _erased(doc: d.PolicyDoc, purpose: str, erases: list[str] | str) -> frozenset[str]:
+    """The purposes whose copies an erase removes; "*" is every purpose the law does not keep."""
+    if erases == "*":
+        kept = m.Basis.LEGAL_OBLIGATION
+        return frozenset(k for k, p in doc.purposes.items() if p.basis != kept)
+    return frozenset(erases or [purpose])
+
+
+def _erase_problems(doc: d.PolicyDoc, base: str, grant: d.GrantDoc) -> Iterator[Problem]:
+    """An erase removes copies of its own purposes only, never what the law makes us keep (R4)."""
+    if grant.erases and m.Action.ERASE not in grant.actions:
+        yield f"{base}.erases", "erases goes with the action 'erase' only", None
+    if grant.erases == "*":
+        return
+    erased = grant.erases or ([grant.purpose] if m.Action.ERASE in grant.actions else [])
+    for i, p in enumerate(erased):
+        where = f"{base}.erases[{i}]" if grant.erases else f"{base}.purpose"
+        if p not in doc.purposes:
+            yield _unknown(where, "purpose", p, doc.purposes)
+        elif doc.purposes[p].basis == m.Basis.LEGAL_OBLIGATION:
+            yield where, f"{p!r} is kept by law: an erase cannot remove it", "erases: [...]"
 
 
 def _declared(doc: d.PolicyDoc, purpose: str) -> set[str]:
@@ -314,10 +390,7 @@ def _build(doc: d.PolicyDoc) -> m.Policy:
             for k, s in doc.services.items()
         },
         settings={k: _setting(k, s) for k, s in doc.settings.items()},
-        exemptions={
-            k: m.Exemption(k, _text(e.label), e.needs_case_reference, tuple(e.clauses))
-            for k, e in doc.exemptions.items()
-        },
+        exemptions={k: _exemption(k, e) for k, e in doc.exemptions.items()},
         roles={k: _role(doc, k, r) for k, r in doc.roles.items()},
         recipient_types={
             k: m.RecipientType(k, _text(t.label), frozenset(t.requires), tuple(t.clauses))
@@ -328,6 +401,7 @@ def _build(doc: d.PolicyDoc) -> m.Policy:
         regions={k: m.Region(k, _text(r.label)) for k, r in doc.regions.items()},
         cross_border=m.CrossBorder(
             doc.cross_border.home,
+            frozenset(doc.cross_border.purposes),
             doc.cross_border.consent_type,
             frozenset(doc.cross_border.requires),
             frozenset(doc.cross_border.obligations),
@@ -368,6 +442,7 @@ def _build(doc: d.PolicyDoc) -> m.Policy:
             tuple(doc.monitoring.clauses),
         ),
         wind_down=m.WindDown(tuple(doc.wind_down.steps), tuple(doc.wind_down.clauses)),
+        bindings=m.Bindings(**doc.bindings.model_dump()),
     )
 
 
@@ -385,6 +460,7 @@ def _category(key: str, c: d.CategoryDoc) -> m.Category:
         immutable=c.immutable,
         validator=c.validator,
         tags=frozenset(c.tags),
+        change_purpose=c.change_purpose,
     )
 
 
@@ -434,9 +510,22 @@ def _role(doc: d.PolicyDoc, key: str, r: d.RoleDoc) -> m.Role:
                     clauses=tuple(g.clauses),
                     needs_case_reference=g.needs_case_reference,
                     reads_held_data=g.reads_held_data,
+                    erases=_erased(doc, purpose, g.erases),
                 )
             )
     return m.Role(key, r.kind, _text(r.label), tuple(grants), tuple(r.clauses))
+
+
+def _exemption(key: str, e: d.ExemptionDoc) -> m.Exemption:
+    return m.Exemption(
+        key,
+        _text(e.label),
+        e.needs_case_reference,
+        tuple(e.clauses),
+        frozenset(e.purposes),
+        frozenset(e.roles),
+        e.needs_authority,
+    )
 
 
 def _recipient(key: str, r: d.RecipientDoc) -> m.Recipient:

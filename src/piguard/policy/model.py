@@ -23,6 +23,9 @@ class Action(StrEnum):
     TRANSFER = "transfer"
     DISCLOSE = "disclose"
     ERASE = "erase"
+    # Erasing a whole subject (R4 cancellation, R5): its own operation, never implied by a grant
+    # to erase one purpose's data.
+    ERASE_SUBJECT = "erase_subject"
 
 
 OUTBOUND_ACTIONS = frozenset({Action.SHARE, Action.TRANSFER, Action.DISCLOSE})
@@ -48,16 +51,15 @@ class Basis(StrEnum):
 
 
 class ConsentType(StrEnum):
-    """How strong a consent is: `separate` is PIPL's stand-alone consent, `guardian` a parent's."""
+    """How strong a consent is: `separate` is PIPL's stand-alone consent. Who gave it (the
+    subject or a linked guardian, M1) is recorded on the event, never claimed as a type."""
 
     REGULAR = "regular"
     SEPARATE = "separate"
-    GUARDIAN = "guardian"
 
 
 CONSENT_STRENGTH: Mapping[ConsentType, int] = {
     ConsentType.REGULAR: 1,
-    ConsentType.GUARDIAN: 1,
     ConsentType.SEPARATE: 2,
 }
 
@@ -128,7 +130,10 @@ class Clause:
 
 @dataclass(frozen=True, slots=True)
 class Category:
-    """A data category of the taxonomy; `spi` names its sensitive class (DEF2) when it has one."""
+    """A data category of the taxonomy; `spi` names its sensitive class (DEF2) when it has one.
+
+    Immutable categories are written at registration only; a category with a `change_purpose`
+    (an identifier such as a phone number) is written at registration or under that purpose."""
 
     key: str
     label: LocalText
@@ -138,6 +143,7 @@ class Category:
     immutable: bool = False
     validator: str | None = None
     tags: frozenset[str] = frozenset()
+    change_purpose: str | None = None
 
     @property
     def sensitive(self) -> bool:
@@ -213,12 +219,16 @@ class Setting:
 
 @dataclass(frozen=True, slots=True)
 class Exemption:
-    """A case where PI may be used without consent (C8); some need an authority and a case."""
+    """A case where PI may be used without consent (C8), only by the roles and for the purposes
+    the policy names; some must be requested by an authority with a case reference."""
 
     code: str
     label: LocalText
     needs_case_reference: bool
     clauses: ClauseIds
+    purposes: frozenset[str] = frozenset()
+    roles: frozenset[str] = frozenset()
+    needs_authority: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +236,8 @@ class Grant:
     """Least privilege (S2): a role may do `actions` for `purpose` on `categories` only.
 
     `masks` maps a category to a masking operator spec or "clear"; a sensitive category left out
-    of it is masked with the category's own operator in staff views (DEF2).
+    of it is masked with the category's own operator in staff views (DEF2). `erases` names the
+    purposes whose copies an erase under this grant removes (by default the grant's purpose).
     """
 
     purpose: str
@@ -236,6 +247,7 @@ class Grant:
     clauses: ClauseIds
     needs_case_reference: bool = False
     reads_held_data: bool = False
+    erases: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,9 +313,11 @@ class Region:
 
 @dataclass(frozen=True, slots=True)
 class CrossBorder:
-    """The cross-border rule of S1/SH7: what a transfer out of the home region needs."""
+    """The cross-border rule of S1/SH7: what a transfer out of the home region needs, and the
+    cross-border business purposes that alone may leave it."""
 
     home: str
+    purposes: frozenset[str]
     consent_type: ConsentType
     requires: frozenset[Requirement]
     obligations: frozenset[Obligation]
@@ -414,6 +428,22 @@ class Controller:
 
 
 @dataclass(frozen=True, slots=True)
+class Bindings:
+    """The parts of a policy that piguard's generic services use for their own jobs, so that no
+    service names a key of one particular policy."""
+
+    registration_purpose: str
+    self_service_purpose: str
+    consent_purpose: str
+    consent_category: str
+    lookup_purpose: str
+    audit_purpose: str
+    audit_category: str
+    age_from: str | None = None
+    guardian_role: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """A whole privacy policy, version-stamped; the decision engine compiles it once."""
 
@@ -445,6 +475,7 @@ class Policy:
     incidents: Incidents
     monitoring: Monitoring
     wind_down: WindDown
+    bindings: Bindings
 
     @property
     def key(self) -> str:

@@ -30,7 +30,10 @@ def cross_border_scope(purpose: str) -> str:
     return f"cross_border:{purpose}"
 
 
-SCOPE_KINDS = ("purpose", "share", "share_type", "transfer", "disclose", "cross_border")
+# A guardian's consent to a minor's use of the service as a whole, registration included (M1).
+SERVICE = "service:all"
+
+SCOPE_KINDS = ("purpose", "share", "share_type", "transfer", "disclose", "cross_border", "service")
 
 
 def scope_kind(scope: str) -> str:

@@ -108,6 +108,23 @@ class VaultRepository:
         count, params = _bind(subject_id, categories)
         return list(self._c.execute(_values_of(count), params).all())
 
+    def held_categories(self, subject_id: str) -> tuple[str, ...]:
+        """Every category the subject holds a value of, in a stable order."""
+        stmt = (
+            select(_VALUES.c.category)
+            .where(_VALUES.c.subject_id == subject_id)
+            .distinct()
+            .order_by(_VALUES.c.category)
+        )
+        return tuple(self._c.scalars(stmt))
+
+    def delete_value_ids(self, ids: Sequence[str]) -> None:
+        if ids:
+            self._c.execute(delete(_VALUES).where(_VALUES.c.id.in_(list(ids))))
+
+    def set_purposes(self, value_id: str, purposes: str) -> None:
+        self._c.execute(update(_VALUES).where(_VALUES.c.id == value_id).values(purposes=purposes))
+
     def delete_values(self, subject_id: str, categories: Iterable[str] | None = None) -> int:
         stmt = delete(_VALUES).where(_VALUES.c.subject_id == subject_id)
         if categories is not None:

@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy import Connection, Row
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
+from piguard.consent.model import ConsentEvent, ConsentEventKind, Guardianship
+from piguard.consent.repository import ConsentRepository
 from piguard.db.uow import Transactions
 from piguard.enforcement import Enforcer
 from piguard.kernel.clock import Clock
@@ -22,16 +24,16 @@ from piguard.kernel.errors import Conflict, Denied, InvalidInput, NotFound
 from piguard.kernel.ids import new_id
 from piguard.kernel.sensitive import Sensitive
 from piguard.kernel.text import LocalText
+from piguard.policy import scopes
 from piguard.policy.decision import Actor, Decision, DecisionRequest, SubjectState
-from piguard.policy.model import Action, Policy, RetentionTrigger
+from piguard.policy.model import Action, ConsentType, Policy, RetentionTrigger
 from piguard.vault.crypto import BlindIndex, DataKey, aad_for
-from piguard.vault.identifiers import VALIDATORS, birth_date_from_resident_id
+from piguard.vault.identifiers import VALIDATORS, age_on, birth_date_from_resident_id
 from piguard.vault.keys import DataKeys
 from piguard.vault.repository import SubjectStatus, VaultRepository
-from piguard.vault.states import BIRTH_DATE, SubjectStates
+from piguard.vault.states import SubjectStates, birth_date_of
 
-REGISTRATION_PURPOSE = "kyc_aml"
-ID_NUMBER = "user.government_id.national_identification_number"
+BIRTH_DATE = "user.demographic.date_of_birth"
 INDEXED_TAGS = frozenset({"lookup", "unique"})
 MAX_VALUE_CHARS = 4096
 
@@ -47,6 +49,17 @@ class StoredValue:
     purposes: tuple[str, ...]
     source: str
     collected_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WardLink:
+    """A guardian registering a minor (M1): who they are to the minor, and the evidence of it
+    (a reference to a document piguard's operator verified, never the document itself)."""
+
+    guardian_id: str
+    relation: str
+    evidence: str
+    notice_hash: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +92,18 @@ class VaultService:
 
     # -- registration and collection (C1.1, C2.x) ----------------------------------------------
 
-    def register(self, actor: Actor, values: Mapping[str, str], source: str = "subject") -> str:
-        """Create a subject from the required categories of registration (C1.1)."""
-        purpose = self._policy.purposes[REGISTRATION_PURPOSE]
+    def register(
+        self,
+        actor: Actor,
+        values: Mapping[str, str],
+        source: str = "subject",
+        ward_of: WardLink | None = None,
+    ) -> str:
+        """Create a subject from the required categories of registration (C1.1). A minor is
+        registered only by a linked guardian (`ward_of`), whose consent to the minor's use of
+        the service is recorded with the link, atomically (M1)."""
+        registration = self._policy.bindings.registration_purpose
+        purpose = self._policy.purposes[registration]
         missing = [c for c in purpose.required if not values.get(c)]
         if missing:
             raise InvalidInput(
@@ -94,21 +116,71 @@ class VaultService:
                 allowed=", ".join(purpose.required),
             )
         clean = self._normalise(values)
-        if ID_NUMBER in clean and BIRTH_DATE in purpose.categories:
-            clean.setdefault(BIRTH_DATE, birth_date_from_resident_id(clean[ID_NUMBER]).isoformat())
+        age_from = self._policy.bindings.age_from
+        if age_from is not None and age_from in clean and BIRTH_DATE in purpose.categories:
+            clean.setdefault(BIRTH_DATE, birth_date_from_resident_id(clean[age_from]).isoformat())
         subject_id = new_id("sub")
-        req = DecisionRequest(Action.COLLECT, actor, REGISTRATION_PURPOSE, tuple(clean))
+        state = self._registrant(clean, ward_of)
+        req = DecisionRequest(
+            Action.COLLECT, actor, registration, tuple(clean), state, registration=True
+        )
         with self._tx.write() as uow:
             self._enforcer.require(req, subject_id, uow, detail="register")
             key = self._keys.create(subject_id)
             try:
                 VaultRepository(uow.connection).add_subject(subject_id, self._clock.now())
-                self._store(uow.connection, subject_id, key, clean, (REGISTRATION_PURPOSE,), source)
+                self._store(uow.connection, subject_id, key, clean, (registration,), source)
+                if ward_of is not None:
+                    self._link_guardian(uow.connection, subject_id, ward_of)
                 uow.commit()
             except BaseException:
                 self._keys.destroy(subject_id)
                 raise
         return subject_id
+
+    def _registrant(self, clean: Mapping[str, str], ward_of: WardLink | None) -> SubjectState:
+        """The state a registration is decided on: the age its verified ID number gives, and a
+        guardian's consent to the service when a guardian registers a minor."""
+        age_from = self._policy.bindings.age_from
+        birth = (
+            birth_date_of(clean[age_from]) if age_from is not None and age_from in clean else None
+        )
+        today = self._clock.now().date()
+        age = age_on(birth, today) if birth is not None and birth <= today else None
+        minor = age is not None and self._policy.minors.is_minor(age)
+        if ward_of is not None and not minor:
+            raise InvalidInput(
+                LocalText("只有未成年人由监护人注册", "only a minor is registered by a guardian"),
+                field=age_from or "values",
+                allowed="the identity number of a minor (M1)",
+            )
+        consents = frozenset({scopes.SERVICE}) if ward_of is not None else frozenset()
+        return SubjectState(age=age, guardian_consents=consents)
+
+    def _link_guardian(self, connection: Connection, minor_id: str, link: WardLink) -> None:
+        now = self._clock.now()
+        repo = ConsentRepository(connection)
+        repo.add_guardianship(
+            Guardianship(
+                new_id("grd"), minor_id, link.guardian_id, link.relation, link.evidence, now
+            )
+        )
+        repo.add(
+            ConsentEvent(
+                id=new_id("cr"),
+                subject_id=minor_id,
+                kind=ConsentEventKind.GRANT,
+                scope=scopes.SERVICE,
+                consent_type=ConsentType.REGULAR,
+                policy_version=self._policy.key,
+                notice_hash=link.notice_hash,
+                channel="api",
+                method="agreement",
+                evidence=link.evidence,
+                at=now,
+                guardian_id=link.guardian_id,
+            )
+        )
 
     def collect(
         self,
@@ -162,21 +234,20 @@ class VaultService:
         purpose: str,
         values: Mapping[str, str],
         source: str,
+        serves: str | None = None,
     ) -> list[str]:
+        """Decide and store; the values serve `serves` (by default the decision's purpose)."""
         clean = self._normalise(values)
+        serves = serves or purpose
         with self._tx.write() as uow:
             repo = VaultRepository(uow.connection)
             state = self.live_state(uow.connection, subject_id)
             req = DecisionRequest(action, actor, purpose, tuple(clean), state)
             self._enforcer.require(req, subject_id, uow)
-            if BIRTH_DATE in clean:
-                repo.state_changed(subject_id)
-            purposes: tuple[str, ...] = (purpose,)
+            purposes: tuple[str, ...] = (serves,)
             if action is Action.UPDATE:  # a replacement keeps the purposes of what it replaces
                 old = repo.values(subject_id, tuple(clean))
-                purposes = tuple(
-                    sorted({p for r in old for p in r.purposes.split(",")} | {purpose})
-                )
+                purposes = tuple(sorted({p for r in old for p in r.purposes.split(",")} | {serves}))
                 repo.delete_values(subject_id, clean)
             key = self._keys.get(subject_id)
             ids = self._store(uow.connection, subject_id, key, clean, purposes, source)
@@ -185,15 +256,16 @@ class VaultService:
 
     # -- erasure (R3, R4, R5) -------------------------------------------------------------------
 
-    def erase_subject(self, actor: Actor, subject_id: str, purpose: str = "self_service") -> None:
+    def erase_subject(self, actor: Actor, subject_id: str, purpose: str | None = None) -> None:
         """Crypto-shred a subject in constant time: destroy its data key, drop its indexes and
-        mark it erased. Its ciphertext is unreadable from that moment, in every copy of the
-        database; `purge_erased` reclaims the space later."""
+        mark it erased. Its own operation (R4 cancellation, R5), granted apart from any erase
+        of one purpose's data; the decision covers every category the subject holds."""
+        purpose = purpose or self._policy.bindings.self_service_purpose
         with self._tx.write() as uow:
             repo = VaultRepository(uow.connection)
-            req = DecisionRequest(
-                Action.ERASE, actor, purpose, (), self.live_state(uow.connection, subject_id)
-            )
+            state = self.live_state(uow.connection, subject_id)
+            held = repo.held_categories(subject_id)
+            req = DecisionRequest(Action.ERASE_SUBJECT, actor, purpose, held, state)
             self._enforcer.require(req, subject_id, uow, detail="erase_subject")
             # The key goes first: if anything below fails, the data is already unreadable.
             self._keys.destroy(subject_id)
@@ -211,16 +283,44 @@ class VaultService:
     def erase_categories(
         self, actor: Actor, subject_id: str, purpose: str, categories: tuple[str, ...]
     ) -> int:
-        """Delete the values of some categories (R3)."""
+        """Erase the copies of some categories that the decision's purposes hold (R3, R5, C7):
+        a value kept for another purpose, such as an ID scan kept for AML, stays, released
+        only from the erased purposes. Returns how many values were erased or released."""
         with self._tx.write() as uow:
             state = self.live_state(uow.connection, subject_id)
             req = DecisionRequest(Action.ERASE, actor, purpose, categories, state)
-            self._enforcer.require(req, subject_id, uow)
+            decision = self._enforcer.require(req, subject_id, uow)
             repo = VaultRepository(uow.connection)
-            count = repo.delete_values(subject_id, categories)
-            repo.delete_indexes(subject_id, categories)
+            gone, released = _erased_copies(repo.values(subject_id, categories), decision.erases)
+            repo.delete_value_ids([row.id for row in gone])
+            for row, kept in released:
+                repo.set_purposes(row.id, ",".join(kept))
+            left = {row.category for row in repo.values(subject_id, categories)}
+            repo.delete_indexes(subject_id, [c for c in categories if c not in left])
             uow.commit()
-        return count
+        return len(gone) + len(released)
+
+    # -- identifiers (R1, C2.3) -----------------------------------------------------------------
+
+    def change_identifier(
+        self, actor: Actor, subject_id: str, values: Mapping[str, str], evidence: str
+    ) -> list[str]:
+        """Replace identifiers such as the phone number after the caller verified that the
+        subject controls them, under the purpose the policy names for changing them (R1). The
+        new value serves the account as registration's did; the evidence reference is kept as
+        its source."""
+        purposes = {self._policy.categories[c].change_purpose for c in self._normalise(values)}
+        if len(purposes) != 1 or None in purposes:
+            changeable = sorted(k for k, c in self._policy.categories.items() if c.change_purpose)
+            raise InvalidInput(
+                LocalText("只能变更同一类标识", "only identifiers changed together can be"),
+                field="values",
+                allowed=", ".join(changeable),
+            )
+        purpose = str(purposes.pop())
+        source = f"verified:{evidence}"
+        registration = self._policy.bindings.registration_purpose
+        return self._write(Action.UPDATE, actor, subject_id, purpose, values, source, registration)
 
     # -- lookup (C2.3) --------------------------------------------------------------------------
 
@@ -241,7 +341,7 @@ class VaultService:
         if owner is None:
             return None
         try:
-            return self.read(actor, owner, "account_lookup", (category,))
+            return self.read(actor, owner, self._policy.bindings.lookup_purpose, (category,))
         except (NotFound, Denied):
             return None
 
@@ -364,6 +464,23 @@ def _live(subject: SubjectStatus | None) -> SubjectStatus:
     if subject is None or subject.status == "erased":
         raise no_such_subject()
     return subject
+
+
+def _erased_copies(
+    rows: list[Row[Any]], erases: frozenset[str]
+) -> tuple[list[Row[Any]], list[tuple[Row[Any], list[str]]]]:
+    """Split values into those whose every purpose is erased (deleted) and those that keep other
+    purposes (released from the erased ones only); values of no erased purpose are untouched."""
+    gone: list[Row[Any]] = []
+    released: list[tuple[Row[Any], list[str]]] = []
+    for row in rows:
+        purposes = row.purposes.split(",")
+        kept = [p for p in purposes if p not in erases]
+        if not kept:
+            gone.append(row)
+        elif len(kept) < len(purposes):
+            released.append((row, kept))
+    return gone, released
 
 
 def _taken(category: str) -> Conflict:

@@ -1,8 +1,11 @@
 """Subject snapshots for the decision engine, cached by the subject's state version.
 
-Every change of consents, settings, status or birth date bumps `subjects.state_version` in the
-same transaction, and each decision reads that version in its own transaction: a cached snapshot
-is used only while it is current, so a withdrawal takes effect at once, in every process (R2).
+Every change of consents, settings or status bumps `subjects.state_version` in the same
+transaction, and each decision reads that version in its own transaction: a cached snapshot is
+used only while it is current, so a withdrawal takes effect at once, in every process (R2).
+
+Age comes from the verified identity number the policy binds (`bindings.age_from`), which only
+registration writes: never from a value a caller could overwrite (M1).
 """
 
 from __future__ import annotations
@@ -13,17 +16,17 @@ from datetime import date
 
 from sqlalchemy import Connection
 
-from piguard.consent.model import current_consents, current_settings
+from piguard.consent.model import current_consents, current_settings, guardian_state
 from piguard.consent.repository import ConsentRepository
 from piguard.kernel.clock import Clock
+from piguard.kernel.errors import InvalidInput
 from piguard.policy.decision import SubjectState
-from piguard.policy.model import ConsentType, Policy
+from piguard.policy.model import Policy
 from piguard.vault.crypto import aad_for
-from piguard.vault.identifiers import age_on
+from piguard.vault.identifiers import age_on, birth_date_from_resident_id
 from piguard.vault.keys import DataKeys
 from piguard.vault.repository import SubjectStatus, VaultRepository
 
-BIRTH_DATE = "user.demographic.date_of_birth"
 _CACHE_SIZE = 20_000
 # (version, snapshot, birth date, the day `aged` was computed for, snapshot with age then)
 _Entry = tuple[tuple[int, str], SubjectState, date | None, date | None, SubjectState]
@@ -52,7 +55,7 @@ class SubjectStates:
             return aged
         # The age changes at most daily: rebuilding the snapshot for it on every decision would
         # cost more than the decision.
-        aged = replace(state, age=age_on(birth, today))
+        aged = replace(state, age=age_on(birth, today) if birth <= today else 0)
         self._cache[subject.id] = (version, state, birth, today, aged)
         return aged
 
@@ -60,19 +63,34 @@ class SubjectStates:
         self, connection: Connection, subject: SubjectStatus
     ) -> tuple[SubjectState, date | None]:
         consents = ConsentRepository(connection)
-        granted = current_consents(consents.events(subject.id))
+        events = consents.events(subject.id)
+        guardians = guardian_state(events)
         state = SubjectState(
-            consents=granted,
+            consents=current_consents(events),
             settings=current_settings(self._policy, consents.settings(subject.id)),
-            guardian_consent=ConsentType.GUARDIAN in granted.values(),
+            guardian_consents=guardians.scopes,
+            guardian_objection=guardians.objection,
             closed=subject.status != "active",
         )
         return state, self._birth_date(connection, subject.id)
 
     def _birth_date(self, connection: Connection, subject_id: str) -> date | None:
-        rows = VaultRepository(connection).values(subject_id, (BIRTH_DATE,))
+        source = self._policy.bindings.age_from
+        if source is None:
+            return None
+        rows = VaultRepository(connection).values(subject_id, (source,))
         if not rows:
             return None
         key = self._keys.get(subject_id)
-        raw = key.decrypt(rows[-1].ciphertext, aad_for(subject_id, BIRTH_DATE, rows[-1].id))
-        return date.fromisoformat(raw.decode())
+        raw = key.decrypt(rows[0].ciphertext, aad_for(subject_id, source, rows[0].id))
+        return birth_date_of(raw.decode())
+
+
+def birth_date_of(id_number: str) -> date | None:
+    """The birth date an identity number carries, or None if a stored value cannot be read: a
+    damaged value must never make a subject unreadable or unerasable. Registration validates
+    the number and nothing may rewrite it, so only tampering with the database gets here."""
+    try:
+        return birth_date_from_resident_id(id_number)
+    except InvalidInput:
+        return None

@@ -19,7 +19,16 @@ from fastapi.responses import HTMLResponse
 from piguard.bootstrap import Piguard
 from piguard.web.errors import install_error_handlers
 from piguard.web.middleware import BodyGuard, LastResort, SecurityHeaders
-from piguard.web.routes import audit, consents, decide, lookup, policy, privacy_settings, subjects
+from piguard.web.routes import (
+    audit,
+    consents,
+    decide,
+    guardians,
+    lookup,
+    policy,
+    privacy_settings,
+    subjects,
+)
 
 _CDN = "https://cdn.jsdelivr.net"
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
@@ -37,7 +46,7 @@ def create_app(piguard: Piguard) -> FastAPI:
     )
     app.state.piguard = piguard
     install_error_handlers(app)
-    for module in (subjects, consents, privacy_settings, lookup, decide, policy, audit):
+    for module in (subjects, consents, guardians, privacy_settings, lookup, decide, policy, audit):
         app.include_router(module.router)
     app.add_api_route("/docs", _docs_page(app), include_in_schema=False)
     # add_middleware wraps: the last added is the outermost.

@@ -50,6 +50,26 @@ class UpdateIn(_In):
     values: Values
 
 
+EvidenceReference = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,199}$")
+]
+
+
+class IdentifierChangeIn(_In):
+    """New identifiers, with the reference of the verification the caller performed."""
+
+    values: Values
+    evidence: EvidenceReference
+
+
+class WardIn(_In):
+    """A minor's registration by their guardian (M1): the link and the evidence of it."""
+
+    values: Values
+    relation: Literal["parent", "legal_guardian"]
+    evidence: EvidenceReference
+
+
 class ValueIdsOut(BaseModel):
     subject_id: str
     value_ids: list[str]
@@ -149,18 +169,6 @@ class SettingsIn(_In):
 # -- decisions -------------------------------------------------------------------------------------
 
 
-class RecipientIn(_In):
-    id: Key
-    type: Key
-    region: Key
-    registered: StrictBool = True
-    assessed: StrictBool = False
-    agreement: StrictBool = False
-    active: StrictBool = True
-    risk_flag: StrictBool = False
-    bound_policy: Key | None = None
-
-
 class DecideIn(_In):
     """A question to the engine. The actor is always the authenticated caller: no field names it."""
 
@@ -168,10 +176,17 @@ class DecideIn(_In):
     purpose: PurposeKey
     categories: Annotated[list[CategoryKey], Field(max_length=64)] = []
     subject_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,64}$")] | None = None
-    recipient: RecipientIn | None = None
-    region: Key | None = None
+    recipient: Key | None = Field(
+        None, description="A recipient's id: its facts come from piguard's registry (SH0)"
+    )
+    region: Key | None = Field(
+        None, description="A destination region: can only make a transfer stricter (S1)"
+    )
     exemption: Key | None = None
     case_reference: Key | None = None
+    authority: Key | None = Field(
+        None, description="The authority requesting an exemption of C8(1)-(3)"
+    )
 
 
 class ActorOut(BaseModel):

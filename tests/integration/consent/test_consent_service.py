@@ -1,16 +1,13 @@
 """The consent ledger and settings on real databases (C5, C7, R2, U1, V2, C2.3, C4)."""
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from stdnum.cn import ric
 
 from piguard.bootstrap import Piguard, build, notice_hash
 from piguard.consent.service import Provenance
-from piguard.kernel.clock import FixedClock
 from piguard.kernel.errors import Denied, InvalidInput
 from piguard.policy import scopes
 from piguard.policy.decision import Actor
@@ -107,26 +104,3 @@ def test_u2_consent_scope_must_name_a_declared_purpose(
 def test_s2_roles_without_a_grant_cannot_record_consents(app: Piguard, subject: str) -> None:
     with pytest.raises(Denied):
         app.consents.grant(MARKETING, subject, scopes.purpose_scope("personalization"))
-
-
-def test_m1_a_minor_becomes_an_adult_on_their_eighteenth_birthday(
-    tmp_path: Path, database_url: str
-) -> None:
-    url = None if database_url.startswith("sqlite") else database_url
-    clock = FixedClock(datetime(2026, 11, 29, 23, 0, tzinfo=UTC))
-    app = build(Settings(dev=True, var_dir=tmp_path / "var", database_url=url), clock)
-    try:
-        values = next(people(1, seed=12)).registration()
-        first17 = "110101" + "20081130" + "123"  # born 2008-11-30: eighteen tomorrow
-        values[ID_NUMBER] = first17 + ric.calc_check_digit(first17 + "?")  # stdnum drops the last
-        subject = app.vault.register(ACCOUNT, values)
-        app.consents.grant(ACCOUNT, subject, scopes.purpose_scope("personalization"))
-
-        with pytest.raises(Denied) as refused:
-            app.vault.collect(MARKETING, subject, "personalization", {SEARCH: "跑步鞋"})
-        assert refused.value.reasons == ("M1:guardian_consent_required",)
-
-        clock.advance(timedelta(hours=2))  # the next day: the cached snapshot ages with it
-        app.vault.collect(MARKETING, subject, "personalization", {SEARCH: "跑步鞋"})
-    finally:
-        app.close()

@@ -132,7 +132,7 @@ def test_r4_erasure_with_a_kms_deletes_the_wrapped_key_locally(
     subject = _register(app, 1)[0]
     calls = (kms.wraps, kms.unwraps)
 
-    app.vault.erase_subject(ACCOUNT, subject)
+    app.vault.erase_subject(Actor(ActorKind.SUBJECT, "subject"), subject)
 
     assert KeyStore(app.keystore_db).get(subject) is None
     assert KeyStore(app.keystore_db).count_by_kek() == {}

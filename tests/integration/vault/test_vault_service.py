@@ -92,7 +92,7 @@ def test_r4_crypto_shredding_leaves_a_copy_of_the_database_unreadable(
     app.audit.flush()
     backup = _backup(app, tmp_path)
 
-    app.vault.erase_subject(ACCOUNT, gone)
+    app.vault.erase_subject(SUBJECT, gone)
 
     with backup.connect() as conn:
         rows = conn.execute(select(ValueRow.__table__)).mappings().all()
@@ -178,11 +178,16 @@ def test_r1_immutable_field_refused_mutable_one_updated(app: Piguard, crowd: lis
         app.vault.update(ACCOUNT, sid, "kyc_aml", {ID_NUMBER: crowd[1].id_number})
     assert refused.value.field == ID_NUMBER
     assert any(r.startswith("R1:") for r in refused.value.reasons)
-    app.vault.update(ACCOUNT, sid, "kyc_aml", {PHONE: "138 0013 8000"})
+    with pytest.raises(Denied) as identifier:
+        app.vault.update(ACCOUNT, sid, "kyc_aml", {PHONE: "138 0013 8000"})
+    assert identifier.value.reasons == (f"R1:identifier_change_required:{PHONE}",)
+    app.vault.change_identifier(ACCOUNT, sid, {PHONE: "138 0013 8000"}, evidence="sms-otp:4711")
     values = app.vault.read(ACCOUNT, sid, "kyc_aml", (PHONE,)).values
     assert [v.value.reveal() if v.value else None for v in values] == ["13800138000"]
+    assert [v.source for v in values] == ["verified:sms-otp:4711"]
+    assert "kyc_aml" in values[0].purposes  # a replacement keeps what the old value served
     with pytest.raises(Conflict):
-        app.vault.update(ACCOUNT, sid, "kyc_aml", {PHONE: crowd[1].phone})
+        app.vault.change_identifier(ACCOUNT, sid, {PHONE: crowd[1].phone}, evidence="otp:1")
 
 
 def test_c2_3_lookup_by_blind_index_honours_discovery_setting(
@@ -260,7 +265,7 @@ def test_r4_erasure_is_immediate_and_purge_reclaims_the_ciphertext(
     app: Piguard, crowd: list[Person]
 ) -> None:
     gone, kept = _register(app, crowd)[:2]
-    app.vault.erase_subject(ACCOUNT, gone)
+    app.vault.erase_subject(SUBJECT, gone)
     with pytest.raises(NotFound):
         app.vault.read(ACCOUNT, gone, "kyc_aml", (PHONE,))
     assert app.vault.lookup(ACCOUNT, PHONE, crowd[0].phone) is None

@@ -10,7 +10,8 @@ from piguard.policy.decision import Actor, DecisionRequest, RecipientView, Subje
 from piguard.policy.model import Action, ActorKind, Basis, ConsentType, Obligation, Policy
 
 PAYMENT = Actor(ActorKind.SERVICE, "payment_service")
-PARTNERS = Actor(ActorKind.SERVICE, "partnership_service", case_reference="消保-2026-001")
+COMPLAINTS = Actor(ActorKind.SERVICE, "complaints_liaison_service", case_reference="消保-2026-001")
+DILIGENCE = Actor(ActorKind.SERVICE, "due_diligence_service", case_reference="ipo-2026-001")
 
 
 def test_p2_real_name_aml_and_risk_control_rest_on_legal_obligation(policy: Policy) -> None:
@@ -37,7 +38,7 @@ def test_c3_complaint_goes_to_consumer_protection_and_is_logged(engine: Decision
         "user.content.complaint",
     )
     d = engine.decide(
-        DecisionRequest(Action.SHARE, PARTNERS, "complaint_handling", cats, recipient=regulator)
+        DecisionRequest(Action.SHARE, COMPLAINTS, "complaint_handling", cats, recipient=regulator)
     )
     assert d.allowed
     assert Obligation.DISCLOSURE_LOG in d.obligations
@@ -100,10 +101,10 @@ def test_sh5_due_diligence_needs_a_confidentiality_agreement(engine: DecisionEng
     advisor = RecipientView("advisor", "due_diligence", "CN", assessed=True)
     bound = RecipientView("advisor", "due_diligence", "CN", assessed=True, agreement=True)
     refused = engine.decide(
-        DecisionRequest(Action.SHARE, PARTNERS, "due_diligence", cats, recipient=advisor)
+        DecisionRequest(Action.SHARE, DILIGENCE, "due_diligence", cats, recipient=advisor)
     )
     allowed = engine.decide(
-        DecisionRequest(Action.SHARE, PARTNERS, "due_diligence", cats, recipient=bound)
+        DecisionRequest(Action.SHARE, DILIGENCE, "due_diligence", cats, recipient=bound)
     )
     assert [r.code for r in refused.reasons] == ["agreement_missing:advisor"]
     assert allowed.allowed

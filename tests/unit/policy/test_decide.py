@@ -25,7 +25,9 @@ ACCOUNT = Actor(ActorKind.SERVICE, "account_service")
 PAYMENT = Actor(ActorKind.SERVICE, "payment_service")
 MARKETING = Actor(ActorKind.SERVICE, "marketing_service")
 FOREST = Actor(ActorKind.SERVICE, "forest_service")
-PARTNERS = Actor(ActorKind.SERVICE, "partnership_service")
+LEGAL = Actor(ActorKind.SERVICE, "legal_response_service")
+PROMOTIONS = Actor(ActorKind.SERVICE, "promotions_service")
+TRANSFERS = Actor(ActorKind.SERVICE, "business_transfer_service", case_reference="merger-2026-1")
 AGENT = Actor(ActorKind.STAFF, "customer_service_agent")
 SUBJECT = Actor(ActorKind.SUBJECT, "subject")
 AUTHORITY = Actor(ActorKind.AUTHORITY, "authority", case_reference="(2026)京01刑初123号")
@@ -56,7 +58,8 @@ def codes(decision: Decision) -> list[str]:
 def test_c1_1_registration_collects_required_categories_with_obligations(
     engine: DecisionEngine, policy: Policy
 ) -> None:
-    d = ask(engine, Action.COLLECT, ACCOUNT, "kyc_aml", *policy.purposes["kyc_aml"].required)
+    required = policy.purposes["kyc_aml"].required
+    d = ask(engine, Action.COLLECT, ACCOUNT, "kyc_aml", *required, registration=True)
     assert d.allowed
     assert {
         Obligation.ENCRYPT_AT_REST,
@@ -68,7 +71,9 @@ def test_c1_1_registration_collects_required_categories_with_obligations(
 
 
 def test_c1_1_undeclared_category_refused_with_u2(engine: DecisionEngine) -> None:
-    d = ask(engine, Action.COLLECT, ACCOUNT, "kyc_aml", NAME, "user.biometric.face")
+    d = ask(
+        engine, Action.COLLECT, ACCOUNT, "kyc_aml", NAME, "user.biometric.face", registration=True
+    )
     assert d.effect is Effect.DENY
     assert d.clauses == ("U2",)
     assert codes(d) == ["category_not_declared:kyc_aml:user.biometric.face"]
@@ -84,10 +89,12 @@ def test_c1_2_document_image_is_sensitive_and_collected_for_kyc(
 
 
 def test_c2_1_quick_pay_binding_is_contract_no_consent_needed(engine: DecisionEngine) -> None:
-    d = ask(
-        engine, Action.COLLECT, PAYMENT, "quick_pay", "user.financial.bank_account", NAME, ID_NUMBER
-    )
-    assert d.allowed
+    card = ("user.financial.bank_account", "user.financial.bank_reserved_phone")
+    assert ask(engine, Action.COLLECT, PAYMENT, "quick_pay", *card).allowed
+    # The name and ID number it checks are read from registration, never written again (R1).
+    assert ask(engine, Action.READ, PAYMENT, "quick_pay", NAME, ID_NUMBER).allowed
+    rewrite = ask(engine, Action.COLLECT, PAYMENT, "quick_pay", *card, ID_NUMBER)
+    assert codes(rewrite) == [f"immutable:{ID_NUMBER}"]
 
 
 def test_c2_2_payee_data_is_tagged_as_another_subjects(policy: Policy) -> None:
@@ -228,12 +235,22 @@ def test_c7_closing_forest_stops_conversion(engine: DecisionEngine) -> None:
     ("exemption", "case_reference", "allowed", "code"),
     [
         ("nonsense", "case-1", False, "unknown_exemption:nonsense"),
-        ("national_security", None, False, "case_reference_required"),
-        ("national_security", "case-1", True, None),
-        ("service_security", None, True, None),
+        (
+            "national_security",
+            "case-1",
+            False,
+            "exemption_not_granted:national_security:marketing_service",
+        ),
+        (
+            "service_security",
+            None,
+            False,
+            "exemption_not_granted:service_security:marketing_service",
+        ),
+        ("self_disclosed", None, False, "exemption_not_granted:self_disclosed:marketing_service"),
     ],
 )
-def test_c8_exemptions_are_the_only_way_around_consent(
+def test_c8_exemptions_never_let_marketing_around_consent(
     engine: DecisionEngine,
     exemption: str,
     case_reference: str | None,
@@ -255,6 +272,32 @@ def test_c8_exemptions_are_the_only_way_around_consent(
         assert "C8" in d.clauses
     else:
         assert codes(d) == [code]
+
+
+def test_c8_exemptions_only_for_their_roles_and_purposes_with_what_they_require(
+    engine: DecisionEngine,
+) -> None:
+    face = "user.biometric.face"
+    assert codes(
+        ask(engine, Action.COLLECT, ACCOUNT, "face_login", face, exemption="self_disclosed")
+    ) == ["exemption_not_for_purpose:self_disclosed:face_login"]
+    assert ask(engine, Action.READ, ACCOUNT, "kyc_aml", NAME, exemption="public_source").allowed
+    cased = Actor(ActorKind.AUTHORITY, "authority", case_reference="(2026)京01刑初1号")
+    no_authority = ask(
+        engine, Action.READ, cased, "legal_request", NAME, exemption="criminal_justice"
+    )
+    assert codes(no_authority) == ["requesting_authority_required"]
+    named = Actor(
+        ActorKind.AUTHORITY, "authority", case_reference="(2026)京01刑初1号", authority="bj-psb"
+    )
+    d = ask(engine, Action.READ, named, "legal_request", NAME, exemption="criminal_justice")
+    assert d.allowed
+    assert Obligation.CASE_REFERENCE in d.obligations
+    security = Actor(ActorKind.SERVICE, "security_service")
+    ip = "user.device.ip_address"
+    assert ask(
+        engine, Action.READ, security, "fault_handling", ip, exemption="service_security"
+    ).allowed
 
 
 # -- storage and protection (S1, S2) -------------------------------------------------------------
@@ -408,9 +451,10 @@ def test_sh2_dispute_evidence_to_bank_without_consent(engine: DecisionEngine) ->
 
 def test_sh4_legal_request_needs_case_reference(engine: DecisionEngine) -> None:
     court = RecipientView("court", "authority", "CN")
-    no_case = ask(engine, Action.SHARE, PARTNERS, "legal_request", NAME, recipient=court)
-    assert no_case.effect is Effect.DENY
-    with_case = Actor(ActorKind.SERVICE, "partnership_service", case_reference="case-9")
+    no_case = ask(engine, Action.SHARE, LEGAL, "legal_request", NAME, recipient=court)
+    assert codes(no_case) == ["case_reference_required"]
+    assert not ask(engine, Action.READ, LEGAL, "legal_request", NAME).allowed
+    with_case = Actor(ActorKind.SERVICE, "legal_response_service", case_reference="case-9")
     assert ask(engine, Action.SHARE, with_case, "legal_request", NAME, recipient=court).allowed
 
 
@@ -472,16 +516,16 @@ def test_t1_transfer_to_successor_needs_binding_to_the_policy(engine: DecisionEn
     unbound = RecipientView("newco", "successor", "CN")
     bound = RecipientView("newco", "successor", "CN", bound_policy="alipay-2017@2017-09-22")
     assert codes(
-        ask(engine, Action.TRANSFER, PARTNERS, "business_transfer", NAME, recipient=unbound)
+        ask(engine, Action.TRANSFER, TRANSFERS, "business_transfer", NAME, recipient=unbound)
     ) == ["successor_not_bound:newco"]
-    d = ask(engine, Action.TRANSFER, PARTNERS, "business_transfer", NAME, recipient=bound)
+    d = ask(engine, Action.TRANSFER, TRANSFERS, "business_transfer", NAME, recipient=bound)
     assert d.allowed
     assert Obligation.NOTIFY_SUBJECT in d.obligations
 
 
 def test_d1_winners_list_is_disclosed_only_masked(engine: DecisionEngine) -> None:
     public = RecipientView("public", "public", "CN")
-    d = ask(engine, Action.DISCLOSE, PARTNERS, "promotion_winners", PHONE, recipient=public)
+    d = ask(engine, Action.DISCLOSE, PROMOTIONS, "promotion_winners", PHONE, recipient=public)
     assert d.allowed
     assert d.show({PHONE: "13812345678"}) == {PHONE: "138****5678"}
 
@@ -511,10 +555,26 @@ def test_r1_subject_reads_own_data_in_clear(engine: DecisionEngine) -> None:
     }
 
 
-def test_r1_immutable_registration_field_refused_on_update(engine: DecisionEngine) -> None:
-    d = ask(engine, Action.UPDATE, SUBJECT, "self_service", ID_NUMBER)
-    assert codes(d) == [f"immutable:{ID_NUMBER}"]
-    assert ask(engine, Action.UPDATE, SUBJECT, "self_service", PHONE).allowed
+@pytest.mark.parametrize("action", [Action.UPDATE, Action.COLLECT])
+def test_r1_immutable_registration_field_refused_on_every_write_path(
+    engine: DecisionEngine, action: Action
+) -> None:
+    birth = "user.demographic.date_of_birth"
+    for cat in (ID_NUMBER, birth, NAME):
+        assert codes(ask(engine, action, SUBJECT, "self_service", cat)) == [f"immutable:{cat}"]
+    assert ask(engine, action, SUBJECT, "self_service", "user.account.nickname").allowed
+
+
+def test_r1_identifiers_change_only_through_their_own_operation(engine: DecisionEngine) -> None:
+    for action in (Action.UPDATE, Action.COLLECT):
+        assert codes(ask(engine, action, SUBJECT, "self_service", PHONE)) == [
+            f"identifier_change_required:{PHONE}"
+        ]
+    assert codes(ask(engine, Action.COLLECT, ACCOUNT, "kyc_aml", PHONE)) == [
+        f"identifier_change_required:{PHONE}"
+    ]
+    assert ask(engine, Action.UPDATE, ACCOUNT, "identifier_change", PHONE).allowed
+    assert not ask(engine, Action.UPDATE, SUBJECT, "identifier_change", PHONE).allowed
 
 
 def test_r4_closed_account_collects_nothing_and_held_data_needs_authority(
@@ -542,13 +602,12 @@ def test_r3_subject_deletes_a_transaction_record(engine: DecisionEngine) -> None
 
 
 def test_r4_erasure_under_legal_hold_carries_the_hold_obligation(engine: DecisionEngine) -> None:
-    whole_account = ask(
-        engine, Action.ERASE, SUBJECT, "self_service", subject=SubjectState(legal_hold=True)
-    )
+    held = SubjectState(legal_hold=True)
+    whole_account = ask(engine, Action.ERASE_SUBJECT, SUBJECT, "self_service", NAME, subject=held)
     assert whole_account.allowed
     assert Obligation.HOLD in whole_account.obligations
     assert "R4" in whole_account.clauses
-    free = ask(engine, Action.ERASE, SUBJECT, "self_service")
+    free = ask(engine, Action.ERASE_SUBJECT, SUBJECT, "self_service", NAME)
     assert Obligation.HOLD not in free.obligations
 
 
@@ -558,12 +617,19 @@ def test_r4_erasure_under_legal_hold_carries_the_hold_obligation(engine: Decisio
 def test_m1_minor_needs_guardian_consent_and_guardian_can_object(engine: DecisionEngine) -> None:
     scope = scopes.purpose_scope("personalization")
     cat = "user.behavior.search_history"
+    to_service = frozenset({scopes.SERVICE})
     minor = SubjectState(consents={scope: ConsentType.REGULAR}, age=15)
     assert codes(ask(engine, Action.READ, MARKETING, "personalization", cat, subject=minor)) == [
-        "guardian_consent_required"
+        f"guardian_consent_required:{scopes.SERVICE}"
     ]
+    own_consent_only = SubjectState(
+        consents={scope: ConsentType.REGULAR}, age=15, guardian_consents=to_service
+    )
+    assert codes(
+        ask(engine, Action.READ, MARKETING, "personalization", cat, subject=own_consent_only)
+    ) == [f"guardian_consent_required:{scope}"]
     with_guardian = SubjectState(
-        consents={scope: ConsentType.REGULAR}, age=15, guardian_consent=True
+        consents={scope: ConsentType.REGULAR}, age=15, guardian_consents=to_service | {scope}
     )
     assert ask(
         engine, Action.READ, MARKETING, "personalization", cat, subject=with_guardian
@@ -571,7 +637,7 @@ def test_m1_minor_needs_guardian_consent_and_guardian_can_object(engine: Decisio
     objected = SubjectState(
         consents={scope: ConsentType.REGULAR},
         age=15,
-        guardian_consent=True,
+        guardian_consents=frozenset({scope}),
         guardian_objection=True,
     )
     assert codes(ask(engine, Action.READ, MARKETING, "personalization", cat, subject=objected)) == [

@@ -31,6 +31,7 @@ SCOPES = sorted(
     | {scopes.recipient_scope(r.id, p) for r in RECIPIENTS for p in POLICY.purposes}
     | {scopes.recipient_type_scope(r.type, p) for r in RECIPIENTS for p in POLICY.purposes}
     | {scopes.cross_border_scope(p) for p in POLICY.purposes}
+    | {scopes.SERVICE}
 )
 SETTINGS = sorted(POLICY.settings)
 
@@ -52,7 +53,7 @@ def requests(draw: st.DrawFn) -> DecisionRequest:
             k: draw(st.booleans()) for k in draw(st.lists(st.sampled_from(SETTINGS), unique=True))
         },
         age=draw(st.one_of(st.none(), st.integers(10, 80))),
-        guardian_consent=draw(st.booleans()),
+        guardian_consents=frozenset(draw(st.lists(st.sampled_from(SCOPES), max_size=6))),
     )
     recipient = (
         draw(st.sampled_from(RECIPIENTS)) if action in (Action.SHARE, Action.TRANSFER) else None
@@ -63,12 +64,13 @@ def requests(draw: st.DrawFn) -> DecisionRequest:
 
 
 def without(req: DecisionRequest, scope: str) -> DecisionRequest:
+    """The same request after the subject, or a minor's guardian, withdrew one scope."""
     fewer = {k: v for k, v in req.subject.consents.items() if k != scope}
     state = SubjectState(
         consents=fewer,
         settings=req.subject.settings,
         age=req.subject.age,
-        guardian_consent=req.subject.guardian_consent,
+        guardian_consents=req.subject.guardian_consents - {scope},
     )
     return DecisionRequest(
         req.action, req.actor, req.purpose, req.categories, state, recipient=req.recipient

@@ -11,15 +11,13 @@ from piguard.web.schemas import AuditProblemOut, AuditVerifyOut
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
-OVERSIGHT_PURPOSE = "audit_oversight"
-ACCESS_LOG = ("user.account.access_log",)
-
 
 @router.get("/verify")
 def verify(caller: CallerDep, piguard: PiguardDep) -> AuditVerifyOut:
     """Check every record and signed checkpoint; `ok` false names the first problem of each kind."""
+    b = piguard.policy.bindings
     piguard.enforcer.require(
-        DecisionRequest(Action.READ, caller.actor, OVERSIGHT_PURPOSE, ACCESS_LOG),
+        DecisionRequest(Action.READ, caller.actor, b.audit_purpose, (b.audit_category,)),
         subject="",
         detail="audit_verify",
     )

@@ -11,6 +11,7 @@ from piguard.web.deps import CallerDep, PiguardDep, SubjectDep
 from piguard.web.schemas import (
     CollectIn,
     DeletedOut,
+    IdentifierChangeIn,
     PurposeKey,
     ReadOut,
     RegisteredOut,
@@ -87,14 +88,26 @@ def update(
     return ValueIdsOut(subject_id=subject, value_ids=ids)
 
 
+@router.put("/{subject_id}/identifiers")
+def change_identifiers(
+    subject: SubjectDep, body: IdentifierChangeIn, caller: CallerDep, piguard: PiguardDep
+) -> ValueIdsOut:
+    """Change the phone number or email after verifying them; the only write path for
+    identifiers after registration (R1, C2.3)."""
+    ids = piguard.vault.change_identifier(caller.actor, subject, body.values, body.evidence)
+    return ValueIdsOut(subject_id=subject, value_ids=ids)
+
+
 @router.delete("/{subject_id}", status_code=status.HTTP_204_NO_CONTENT)
 def erase(
     subject: SubjectDep,
     caller: CallerDep,
     piguard: PiguardDep,
-    purpose: Annotated[PurposeKey, Query()] = "self_service",
+    purpose: Annotated[PurposeKey | None, Query()] = None,
 ) -> Response:
-    """Crypto-shred the subject: its data key is destroyed, then its values (R4, R5)."""
+    """Erase the whole subject (R4 cancellation, R5): its own operation, granted only where the
+    policy grants `erase_subject`; the data key is destroyed, then its values. The purpose
+    defaults to the policy's self-service purpose."""
     piguard.vault.erase_subject(caller.actor, subject, purpose)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -107,7 +120,8 @@ def erase_values(
     caller: CallerDep,
     piguard: PiguardDep,
 ) -> DeletedOut:
-    """Delete the values of some categories (R3)."""
+    """Erase the copies that the purpose holds of some categories (by default all it declares);
+    copies kept for other purposes stay (R3, C7)."""
     count = piguard.vault.erase_categories(
         caller.actor, subject, purpose, categories_of(piguard, purpose, categories)
     )
