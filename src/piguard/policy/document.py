@@ -254,6 +254,7 @@ class BindingsDoc(Strict):
     audit_purpose: Key
     audit_category: Key
     age_from: Key | None = None
+    birth_date: Key | None = None
     guardian_role: Key | None = None
 
 

@@ -161,6 +161,10 @@ def _binding_problems(doc: d.PolicyDoc) -> Iterator[Problem]:
         if cat is not None and not (cat.immutable and cat.validator in _AGE_VALIDATORS):
             allowed = f"an immutable category validated by {' or '.join(_AGE_VALIDATORS)}"
             yield "bindings.age_from", "age must come from a verified, immutable value", allowed
+    if b.birth_date is not None:
+        yield from _binding("birth_date", b.birth_date, doc.categories, "category")
+        if b.age_from is None:
+            yield "bindings.birth_date", "is filled from age_from, which is missing", None
     if b.guardian_role is not None:
         yield from _binding("guardian_role", b.guardian_role, doc.roles, "role")
 

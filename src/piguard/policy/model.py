@@ -440,6 +440,7 @@ class Bindings:
     audit_purpose: str
     audit_category: str
     age_from: str | None = None
+    birth_date: str | None = None
     guardian_role: str | None = None
 
 

@@ -33,7 +33,6 @@ from piguard.vault.keys import DataKeys
 from piguard.vault.repository import SubjectStatus, VaultRepository
 from piguard.vault.states import SubjectStates, birth_date_of
 
-BIRTH_DATE = "user.demographic.date_of_birth"
 INDEXED_TAGS = frozenset({"lookup", "unique"})
 MAX_VALUE_CHARS = 4096
 
@@ -116,9 +115,7 @@ class VaultService:
                 allowed=", ".join(purpose.required),
             )
         clean = self._normalise(values)
-        age_from = self._policy.bindings.age_from
-        if age_from is not None and age_from in clean and BIRTH_DATE in purpose.categories:
-            clean.setdefault(BIRTH_DATE, birth_date_from_resident_id(clean[age_from]).isoformat())
+        self._fill_birth_date(clean)
         subject_id = new_id("sub")
         state = self._registrant(clean, ward_of)
         req = DecisionRequest(
@@ -137,6 +134,14 @@ class VaultService:
                 self._keys.destroy(subject_id)
                 raise
         return subject_id
+
+    def _fill_birth_date(self, clean: dict[str, str]) -> None:
+        """Registration records the birth date the verified ID number carries (M1, R1)."""
+        b = self._policy.bindings
+        registration = self._policy.purposes[b.registration_purpose]
+        if b.age_from in clean and b.birth_date in registration.categories:
+            born = birth_date_from_resident_id(clean[b.age_from]).isoformat()
+            clean.setdefault(str(b.birth_date), born)
 
     def _registrant(self, clean: Mapping[str, str], ward_of: WardLink | None) -> SubjectState:
         """The state a registration is decided on: the age its verified ID number gives, and a
