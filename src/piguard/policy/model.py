@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
+from piguard.kernel.periods import Period, add_period
 from piguard.kernel.text import LocalText
 
 
@@ -146,11 +148,22 @@ class Category:
 
 @dataclass(frozen=True, slots=True)
 class Retention:
-    """How long data of a purpose is kept, counted from a trigger."""
+    """How long data of a purpose is kept once its trigger happens (S1).
 
-    days: int
+    `period` is in calendar units; None means the data is kept until the trigger itself (consent
+    withdrawn, account closed) and no longer. `operator_default` marks a period the policy text
+    does not state: the operator chose it, and the notice says so instead of presenting it as the
+    policy's promise.
+    """
+
+    period: Period | None
     after: RetentionTrigger
     label: LocalText
+    operator_default: bool = False
+
+    def ends(self, trigger_at: datetime) -> datetime:
+        """When the retention of data whose trigger happened at `trigger_at` ends."""
+        return trigger_at if self.period is None else add_period(trigger_at, self.period)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,10 @@ _LABELS = {
     "basis": LocalText("依据", "Basis"),
     "categories": LocalText("信息类别", "Categories"),
     "retention": LocalText("保存期限", "Retention"),
+    "operator_default": LocalText(
+        "（运营方默认设置，并非本政策承诺的期限）",
+        " (a default set by the operator, not a period this policy promises)",
+    ),
     "refusal": LocalText("拒绝的后果", "If you refuse"),
     "recipients": LocalText("附录二：关联公司及接收方", "Appendix 2: affiliates and recipients"),
     "rights": LocalText("附录三：如何行使您的权利", "Appendix 3: how to use your rights"),
@@ -106,11 +110,14 @@ def _purpose_lines(policy: Policy, lang: Lang) -> tuple[str, ...]:
         cats = "、" if lang == "zh" else ", "
         names = cats.join(policy.categories[c].label.in_(lang) for c in p.required + p.optional)
         optional = f" ({_LABELS['optional'].in_(lang)})" if p.optional_service else ""
+        retention = p.retention.label.in_(lang)
+        if p.retention.operator_default:
+            retention += _LABELS["operator_default"].in_(lang)
         lines.append(
             f"**{p.label.in_(lang)}**{optional}: {p.description.in_(lang)} "
             f"{_LABELS['basis'].in_(lang)}: {_BASIS[p.basis].in_(lang)}; "
             f"{_LABELS['categories'].in_(lang)}: {names or '-'}; "
-            f"{_LABELS['retention'].in_(lang)}: {p.retention.label.in_(lang)}; "
+            f"{_LABELS['retention'].in_(lang)}: {retention}; "
             f"{_LABELS['refusal'].in_(lang)}: {p.refusal.in_(lang)}"
         )
     return tuple(lines)
