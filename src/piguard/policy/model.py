@@ -41,11 +41,18 @@ class ActorKind(StrEnum):
 
 
 class Basis(StrEnum):
-    """Why a use is lawful (C8, PIPL13)."""
+    """Why a use is lawful (C8, PIPL13).
+
+    `business_practice` is the policy's own words for due diligence, "根据法律规定及合理商业习惯"
+    (SH5: law *and reasonable business practice*), and covers a merger, acquisition or bankruptcy
+    (T1): a corporate transaction the company chooses, not a duty the law imposes. Unlike
+    `legal_obligation` it neither outlives the account (R4) nor overrides a restriction (R2).
+    """
 
     CONSENT = "consent"
     CONTRACT = "contract"
     LEGAL_OBLIGATION = "legal_obligation"
+    BUSINESS_PRACTICE = "business_practice"
     EXEMPTION = "exemption"
 
 

@@ -16,6 +16,9 @@ _BASIS = {
     Basis.CONSENT: LocalText("您的同意", "your consent"),
     Basis.CONTRACT: LocalText("履行与您的合同所必需", "necessary for our contract with you"),
     Basis.LEGAL_OBLIGATION: LocalText("法定义务", "legal obligation"),
+    Basis.BUSINESS_PRACTICE: LocalText(
+        "根据法律规定及合理商业习惯", "in line with the law and reasonable business practice"
+    ),
     Basis.EXEMPTION: LocalText("法定例外情形", "a statutory exemption"),
 }
 _LABELS = {
