@@ -46,6 +46,7 @@ class ControllerDoc(Strict):
 
 class SectionDoc(Strict):
     title: TextDoc
+    intro: TextDoc | None = None
 
 
 class ClauseDoc(Strict):
@@ -203,7 +204,7 @@ class SlaDoc(Strict):
 
 class RightDoc(Strict):
     label: TextDoc
-    sla: SlaDoc
+    sla: SlaDoc | None = None
     verification: bool = True
     closing: TextDoc
     clauses: Clauses

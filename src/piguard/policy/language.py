@@ -379,6 +379,9 @@ def _build(doc: d.PolicyDoc) -> m.Policy:
             tuple(doc.monitoring.clauses),
         ),
         wind_down=m.WindDown(tuple(doc.wind_down.steps), tuple(doc.wind_down.clauses)),
+        section_intros={
+            k: _text(sec.intro) for k, sec in doc.sections.items() if sec.intro is not None
+        },
     )
 
 
@@ -484,5 +487,5 @@ def _outbound(doc: d.PolicyDoc, r: d.OutboundDoc) -> m.OutboundRule:
 
 
 def _right(key: str, r: d.RightDoc) -> m.Right:
-    sla = m.Sla(r.sla.working_days, r.sla.cap_days, tuple(r.sla.clauses))
+    sla = None if r.sla is None else m.Sla(r.sla.working_days, r.sla.cap_days, tuple(r.sla.clauses))
     return m.Right(key, _text(r.label), sla, r.verification, tuple(r.clauses), _text(r.closing))

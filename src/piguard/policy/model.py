@@ -7,7 +7,7 @@ IDs it implements, so a decision can always say why.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -341,11 +341,12 @@ class Sla:
 
 @dataclass(frozen=True, slots=True)
 class Right:
-    """A right or request type the subject can exercise (R*, P1)."""
+    """A right or request type the subject can exercise (R*, P1); `sla` only where the policy
+    promises a deadline."""
 
     key: str
     label: LocalText
-    sla: Sla
+    sla: Sla | None
     verification: bool
     clauses: ClauseIds
     closing: LocalText
@@ -465,6 +466,8 @@ class Policy:
     incidents: Incidents
     monitoring: Monitoring
     wind_down: WindDown
+    # Text the policy sets at the head of a section, before its numbered clauses.
+    section_intros: Mapping[str, LocalText] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
