@@ -303,8 +303,11 @@ class _Translator:
             f"{RECIPIENT}.registered && {RECIPIENT}.active && {RECIPIENT}.type == {lit(rtype)}",
             f"{self._set(rule.categories)}.containsAll(context.categories)",
         ]
-        if rule.basis is not Basis.LEGAL_OBLIGATION:
+        duties = [p for p in purposes if self.policy.purposes[p].basis is Basis.LEGAL_OBLIGATION]
+        if rule.basis is not Basis.LEGAL_OBLIGATION or not duties:  # R4, as the engine
             checks.append(f"!{SUBJECT}.closed")
+        elif len(duties) < len(purposes):
+            checks.append(f"(!{SUBJECT}.closed || {self._set(duties)}.contains({_PURPOSE}))")
         checks.extend(_requirement(need, cr, self._set) for need in sorted(cr.requires))
         if rule.consent_scope is not None:
             checks.append(self._consent(_rule_consent(rule.consent_scope, cr.strength), _PURPOSE))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
+from piguard.kernel.periods import Period, PeriodUnit
 from piguard.kernel.text import LocalText
 from piguard.policy import model as m
 from piguard.policy.model import Action, ActorKind, Basis, ConsentType, Requirement
@@ -132,7 +133,9 @@ def _purposes(rng: random.Random, n: int, cats: list[str]) -> dict[str, m.Purpos
             required=tuple(declared[:5]),
             optional=tuple(declared[5:]),
             refusal=_t("refusal"),
-            retention=m.Retention(365, m.RetentionTrigger.COLLECTION, _t("1y")),
+            retention=m.Retention(
+                Period(PeriodUnit.YEARS, 1), m.RetentionTrigger.COLLECTION, _t("1y")
+            ),
             clauses=("C4",),
             consent_type=ConsentType.SEPARATE if separate else ConsentType.REGULAR,
             compatible=frozenset({f"purpose_{i - 1:03d}"}) if i % 3 == 1 else frozenset(),

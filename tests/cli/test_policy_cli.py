@@ -1,5 +1,6 @@
 """`piguard policy ...` as a person runs it: real process, real files (V1, V3, P3, V2)."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +12,16 @@ from piguard.policies import bundled_policy_path
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {"COLUMNS": "200", "PATH": "/usr/bin:/bin", "PYTHONIOENCODING": "utf-8"}
+    if "PYTHONPATH" in os.environ:  # the CLI runs the same sources as the tests
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return subprocess.run(  # noqa: S603 - our own CLI with fixed arguments
         [sys.executable, "-m", "piguard.cli.main", *args],
         capture_output=True,
         text=True,
         check=False,
         cwd=cwd,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "PYTHONIOENCODING": "utf-8"},
+        env=env,
     )
 
 

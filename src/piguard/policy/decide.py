@@ -395,7 +395,10 @@ class DecisionEngine:
         if not rule.categories.issuperset(req.categories):
             missing = next(k for k in req.categories if k not in rule.categories)
             return self._deny("DEF2", f"not_in_rule:{rule.id}:{missing}")
-        if st.closed and rule.basis is not Basis.LEGAL_OBLIGATION:
+        if st.closed and (
+            rule.basis is not Basis.LEGAL_OBLIGATION
+            or self.policy.purposes[req.purpose].basis is not Basis.LEGAL_OBLIGATION
+        ):  # R4: after closure, only what the law obliges still leaves
             return self._deny("R4", "account_closed")
         exempt = req.exemption is not None
         if exempt:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
 
 from piguard.policy.model import (
     Action,
@@ -46,6 +46,7 @@ class ControllerDoc(Strict):
 
 class SectionDoc(Strict):
     title: TextDoc
+    intro: TextDoc | None = None
 
 
 class ClauseDoc(Strict):
@@ -67,9 +68,25 @@ class CategoryDoc(Strict):
     clauses: Clauses
 
 
+class PeriodDoc(Strict):
+    """A period in calendar units: exactly one of years, months or days, positive."""
+
+    years: Annotated[StrictInt, Field(ge=1, le=100)] | None = None
+    months: Annotated[StrictInt, Field(ge=1, le=1200)] | None = None
+    days: Annotated[StrictInt, Field(ge=1, le=36500)] | None = None
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> PeriodDoc:
+        given = [v for v in (self.years, self.months, self.days) if v is not None]
+        if len(given) != 1:
+            raise ValueError("a period names exactly one unit: years, months or days")
+        return self
+
+
 class RetentionDoc(Strict):
-    days: Annotated[int, Field(ge=0, le=36500)]
+    period: PeriodDoc | None = None
     after: RetentionTrigger
+    operator_default: bool = False
     label: TextDoc
 
 
@@ -193,7 +210,7 @@ class SlaDoc(Strict):
 
 class RightDoc(Strict):
     label: TextDoc
-    sla: SlaDoc
+    sla: SlaDoc | None = None
     verification: bool = True
     closing: TextDoc
     clauses: Clauses

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from piguard.kernel.errors import PolicyFileError
+from piguard.kernel.periods import Period, PeriodUnit
 from piguard.kernel.text import LocalText
 from piguard.policy import document as d
 from piguard.policy import model as m
@@ -260,11 +261,21 @@ def _purpose_problems(doc: d.PolicyDoc) -> Iterator[Problem]:
             yield _unknown(f"{base}.exemption", "exemption", purpose.exemption, doc.exemptions)
         if purpose.optional_service and purpose.basis != m.Basis.CONSENT:
             yield f"{base}.basis", "an optional service (C7) must rest on consent", "consent"
+        yield from _retention_problems(f"{base}.retention", purpose.retention)
     for key, service in doc.services.items():
         if service.purpose not in doc.purposes:
             yield _unknown(f"services.{key}.purpose", "purpose", service.purpose, doc.purposes)
         elif not doc.purposes[service.purpose].optional_service:
             yield f"services.{key}.purpose", "the purpose must be marked optional_service", None
+
+
+def _retention_problems(path: str, retention: d.RetentionDoc) -> Iterator[Problem]:
+    if retention.period is not None:
+        return
+    if retention.after is m.RetentionTrigger.COLLECTION:
+        yield f"{path}.period", "a retention counted from collection needs a period", None
+    if retention.operator_default:
+        yield f"{path}.operator_default", "only a period can be an operator default", None
 
 
 def _setting_problems(doc: d.PolicyDoc) -> Iterator[Problem]:
@@ -447,6 +458,9 @@ def _build(doc: d.PolicyDoc) -> m.Policy:
         ),
         wind_down=m.WindDown(tuple(doc.wind_down.steps), tuple(doc.wind_down.clauses)),
         bindings=m.Bindings(**doc.bindings.model_dump()),
+        section_intros={
+            k: _text(sec.intro) for k, sec in doc.sections.items() if sec.intro is not None
+        },
     )
 
 
@@ -477,7 +491,7 @@ def _purpose(key: str, p: d.PurposeDoc) -> m.Purpose:
         required=tuple(p.required),
         optional=tuple(p.optional),
         refusal=_text(p.refusal),
-        retention=m.Retention(p.retention.days, p.retention.after, _text(p.retention.label)),
+        retention=_retention(p.retention),
         clauses=tuple(p.clauses),
         exemption=p.exemption,
         consent_type=p.consent_type,
@@ -486,6 +500,14 @@ def _purpose(key: str, p: d.PurposeDoc) -> m.Purpose:
         prominent=p.prominent,
         obligations=frozenset(p.obligations),
     )
+
+
+def _retention(r: d.RetentionDoc) -> m.Retention:
+    period = None
+    if r.period is not None:
+        unit, count = next((u, v) for u in PeriodUnit if (v := getattr(r.period, u.value)))
+        period = Period(unit, count)
+    return m.Retention(period, r.after, _text(r.label), r.operator_default)
 
 
 def _setting(key: str, s: d.SettingDoc) -> m.Setting:
@@ -558,5 +580,5 @@ def _outbound(doc: d.PolicyDoc, r: d.OutboundDoc) -> m.OutboundRule:
 
 
 def _right(key: str, r: d.RightDoc) -> m.Right:
-    sla = m.Sla(r.sla.working_days, r.sla.cap_days, tuple(r.sla.clauses))
+    sla = None if r.sla is None else m.Sla(r.sla.working_days, r.sla.cap_days, tuple(r.sla.clauses))
     return m.Right(key, _text(r.label), sla, r.verification, tuple(r.clauses), _text(r.closing))

@@ -7,9 +7,11 @@ IDs it implements, so a decision can always say why.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
+from piguard.kernel.periods import Period, add_period
 from piguard.kernel.text import LocalText
 
 
@@ -42,11 +44,18 @@ class ActorKind(StrEnum):
 
 
 class Basis(StrEnum):
-    """Why a use is lawful (C8, PIPL13)."""
+    """Why a use is lawful (C8, PIPL13).
+
+    `business_practice` is the policy's own words for due diligence, "根据法律规定及合理商业习惯"
+    (SH5: law *and reasonable business practice*), and covers a merger, acquisition or bankruptcy
+    (T1): a corporate transaction the company chooses, not a duty the law imposes. Unlike
+    `legal_obligation` it neither outlives the account (R4) nor overrides a restriction (R2).
+    """
 
     CONSENT = "consent"
     CONTRACT = "contract"
     LEGAL_OBLIGATION = "legal_obligation"
+    BUSINESS_PRACTICE = "business_practice"
     EXEMPTION = "exemption"
 
 
@@ -152,11 +161,22 @@ class Category:
 
 @dataclass(frozen=True, slots=True)
 class Retention:
-    """How long data of a purpose is kept, counted from a trigger."""
+    """How long data of a purpose is kept once its trigger happens (S1).
 
-    days: int
+    `period` is in calendar units; None means the data is kept until the trigger itself (consent
+    withdrawn, account closed) and no longer. `operator_default` marks a period the policy text
+    does not state: the operator chose it, and the notice says so instead of presenting it as the
+    policy's promise.
+    """
+
+    period: Period | None
     after: RetentionTrigger
     label: LocalText
+    operator_default: bool = False
+
+    def ends(self, trigger_at: datetime) -> datetime:
+        """When the retention of data whose trigger happened at `trigger_at` ends."""
+        return trigger_at if self.period is None else add_period(trigger_at, self.period)
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,11 +355,12 @@ class Sla:
 
 @dataclass(frozen=True, slots=True)
 class Right:
-    """A right or request type the subject can exercise (R*, P1)."""
+    """A right or request type the subject can exercise (R*, P1); `sla` only where the policy
+    promises a deadline."""
 
     key: str
     label: LocalText
-    sla: Sla
+    sla: Sla | None
     verification: bool
     clauses: ClauseIds
     closing: LocalText
@@ -477,6 +498,8 @@ class Policy:
     monitoring: Monitoring
     wind_down: WindDown
     bindings: Bindings
+    # Text the policy sets at the head of a section, before its numbered clauses.
+    section_intros: Mapping[str, LocalText] = field(default_factory=dict)
 
     @property
     def key(self) -> str:

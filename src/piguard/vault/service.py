@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row
@@ -435,13 +435,11 @@ class VaultService:
         repo.set_index(category, digest, subject_id)
 
     def _due(self, purposes: tuple[str, ...], now: datetime) -> datetime | None:
-        """The earliest retention end that counts from collection; others start later."""
-        days = [
-            self._policy.purposes[p].retention.days
-            for p in purposes
-            if self._policy.purposes[p].retention.after is RetentionTrigger.COLLECTION
-        ]
-        return now + timedelta(days=max(days)) if days else None
+        """The earliest a value may be due: the latest end, on the calendar (S1), of the
+        retentions that count from collection; those counting from a later trigger end later."""
+        retentions = (self._policy.purposes[p].retention for p in purposes)
+        ends = [r.ends(now) for r in retentions if r.after is RetentionTrigger.COLLECTION]
+        return max(ends) if ends else None
 
     def _open(
         self, key: DataKey | None, subject_id: str, row: Row[Any], decision: Decision

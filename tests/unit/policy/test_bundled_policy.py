@@ -1,5 +1,6 @@
 """What the bundled policy says, for clauses decided by content more than by logic."""
 
+from datetime import UTC, datetime
 from types import MappingProxyType
 
 import pytest
@@ -7,7 +8,15 @@ import pytest
 from piguard.policy import scopes
 from piguard.policy.decide import DecisionEngine
 from piguard.policy.decision import Actor, DecisionRequest, RecipientView, SubjectState
-from piguard.policy.model import Action, ActorKind, Basis, ConsentType, Obligation, Policy
+from piguard.policy.model import (
+    Action,
+    ActorKind,
+    Basis,
+    ConsentType,
+    Obligation,
+    Policy,
+    RetentionTrigger,
+)
 
 PAYMENT = Actor(ActorKind.SERVICE, "payment_service")
 COMPLAINTS = Actor(ActorKind.SERVICE, "complaints_liaison_service", case_reference="消保-2026-001")
@@ -48,7 +57,10 @@ def test_c3_complaint_goes_to_consumer_protection_and_is_logged(engine: Decision
 def test_c6_service_records_are_kept_as_the_law_requires(policy: Policy) -> None:
     records = policy.purposes["service_records"]
     assert records.basis is Basis.LEGAL_OBLIGATION
-    assert records.retention.days >= 5 * 365
+    closed = datetime(2020, 2, 29, tzinfo=UTC)
+    assert records.retention.after is RetentionTrigger.ACCOUNT_CLOSED
+    assert records.retention.ends(closed) == datetime(2025, 2, 28, tzinfo=UTC)
+    assert not records.retention.operator_default  # the AML law's period, not the operator's
 
 
 def test_k1_only_strictly_necessary_cookies_are_on_without_consent(policy: Policy) -> None:
@@ -131,12 +143,13 @@ def test_sh7_cross_border_transfer_is_logged_and_encrypted(engine: DecisionEngin
     assert {Obligation.CROSS_BORDER_LOG, Obligation.ENCRYPT_IN_TRANSIT} <= d.obligations
 
 
-@pytest.mark.parametrize("right", ["delete", "correct", "access", "cancel", "inquiry", "complaint"])
+@pytest.mark.parametrize("right", ["delete", "correct", "inquiry", "complaint"])
 def test_r5_r6_r7_p1_requests_are_verified_and_due_in_three_working_days(
     policy: Policy, right: str
 ) -> None:
     r = policy.rights[right]
     assert r.verification
+    assert r.sla is not None
     assert (r.sla.working_days, r.sla.cap_days) == (3, 30)
 
 

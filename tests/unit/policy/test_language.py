@@ -1,5 +1,6 @@
 """The policy file format: precise errors, unknown keys refused, references checked (V1, U2)."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -118,3 +119,46 @@ def test_v1_several_problems_are_counted(policy_data: dict[str, Any]) -> None:
     policy_data["purposes"]["transfer"]["basis"] = "perhaps"
     err = _error(policy_data)
     assert "(+1 more)" in err.problem
+
+
+@pytest.mark.parametrize(
+    ("period", "problem"),
+    [
+        ({"years": 5, "months": 6}, "exactly one unit"),
+        ({}, "exactly one unit"),
+        ({"days": 0}, "greater than or equal to 1"),
+        ({"years": "5"}, "valid integer"),
+        ({"weeks": 2}, "unknown key 'weeks'"),
+    ],
+)
+def test_s1_a_retention_period_is_one_positive_calendar_unit(
+    policy_data: dict[str, Any], period: dict[str, Any], problem: str
+) -> None:
+    transfer = policy_data["purposes"]["transfer"]  # a fresh copy: the file shares it by anchor
+    transfer["retention"] = {**transfer["retention"], "period": period}
+    err = _error(policy_data)
+    assert err.path.startswith("purposes.transfer.retention.period")
+    assert problem in err.problem
+
+
+def test_s1_retention_from_collection_needs_a_period(policy_data: dict[str, Any]) -> None:
+    transfer = policy_data["purposes"]["transfer"]
+    transfer["retention"] = {k: v for k, v in transfer["retention"].items() if k != "period"}
+    err = _error(policy_data)
+    assert err.path == "purposes.transfer.retention.period"
+    assert "needs a period" in err.problem
+
+
+def test_s1_only_a_period_can_be_an_operator_default(policy_data: dict[str, Any]) -> None:
+    face_login = policy_data["purposes"]["face_login"]
+    assert "period" not in face_login["retention"]
+    face_login["retention"] = {**face_login["retention"], "operator_default": True}
+    err = _error(policy_data)
+    assert err.path == "purposes.face_login.retention.operator_default"
+
+
+def test_s1_periods_parse_into_calendar_units(policy: Policy) -> None:
+    moment = datetime(2020, 2, 29, 12, tzinfo=UTC)
+    retention = policy.purposes["transfer"].retention
+    assert retention.ends(moment) == datetime(2025, 2, 28, 12, tzinfo=UTC)
+    assert policy.purposes["face_login"].retention.ends(moment) == moment

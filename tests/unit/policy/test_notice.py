@@ -2,6 +2,7 @@
 
 import pytest
 
+from piguard.kernel.text import Lang
 from piguard.policy.model import Policy
 from piguard.policy.notice import build_notice, render_markdown
 
@@ -35,3 +36,17 @@ def test_v3_notice_names_purposes_retention_and_rights(policy: Policy) -> None:
     for right in policy.rights.values():
         assert right.label.zh in text
     assert "3个工作日" in text
+
+
+@pytest.mark.parametrize(
+    ("lang", "mark"), [("zh", "运营方默认设置"), ("en", "a default set by the operator")]
+)
+def test_s1_operator_default_periods_are_not_shown_as_promises(
+    policy: Policy, lang: Lang, mark: str
+) -> None:
+    lines = render_markdown(build_notice(policy, lang)).splitlines()
+    for purpose in policy.purposes.values():
+        line = next(x for x in lines if x.startswith(f"- **{purpose.label.in_(lang)}**"))
+        assert (mark in line) == purpose.retention.operator_default, purpose.key
+    assert policy.purposes["customer_service"].retention.operator_default  # 3 years: no law
+    assert not policy.purposes["kyc_aml"].retention.operator_default  # 5 years: AML law
