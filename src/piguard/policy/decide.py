@@ -95,7 +95,7 @@ class DecisionEngine:
             denial = self._minor_denial(g, req)
             if denial is not None:
                 return denial
-        if exempt or st.closed or g.special or req.registration:
+        if exempt or st.closed or g.special:
             denial = self._special_cases(g, req)
             if denial is not None:
                 return denial
