@@ -25,10 +25,11 @@ from piguard.kernel.text import LocalText
 from piguard.policy.decision import Actor, Decision, DecisionRequest, SubjectState
 from piguard.policy.model import Action, Policy, RetentionTrigger
 from piguard.vault.crypto import BlindIndex, DataKey, aad_for
-from piguard.vault.identifiers import VALIDATORS, birth_date_from_resident_id
+from piguard.vault.identifiers import birth_date_from_resident_id
 from piguard.vault.keys import DataKeys
 from piguard.vault.repository import SubjectStatus, VaultRepository
 from piguard.vault.states import BIRTH_DATE, SubjectStates
+from piguard.vault.validators import validate
 
 REGISTRATION_PURPOSE = "kyc_aml"
 ID_NUMBER = "user.government_id.national_identification_number"
@@ -94,6 +95,7 @@ class VaultService:
                 allowed=", ".join(purpose.required),
             )
         clean = self._normalise(values)
+        _check_birth_date(clean)
         if ID_NUMBER in clean and BIRTH_DATE in purpose.categories:
             clean.setdefault(BIRTH_DATE, birth_date_from_resident_id(clean[ID_NUMBER]).isoformat())
         subject_id = new_id("sub")
@@ -261,8 +263,10 @@ class VaultService:
     # -- helpers --------------------------------------------------------------------------------
 
     def _normalise(self, values: Mapping[str, str]) -> dict[str, str]:
-        """Validate every value: known category, size, and its identifier validator if any."""
+        """Validate every value of every write: a known category, at most MAX_VALUE_CHARS, no
+        control characters, and the format its policy entry names (`vault.validators`)."""
         clean: dict[str, str] = {}
+        now = self._clock.now()
         for category, value in values.items():
             cat = self._policy.categories.get(category)
             if cat is None:
@@ -277,8 +281,7 @@ class VaultService:
                     field=category,
                     allowed=f"a non-empty string of at most {MAX_VALUE_CHARS} characters",
                 )
-            validate = VALIDATORS.get(cat.validator or "")
-            clean[category] = validate(value, category) if validate else value.strip()
+            clean[category] = validate(cat.validator, value, category, now)
         return clean
 
     def _store(
@@ -364,6 +367,21 @@ def _live(subject: SubjectStatus | None) -> SubjectStatus:
     if subject is None or subject.status == "erased":
         raise no_such_subject()
     return subject
+
+
+def _check_birth_date(values: Mapping[str, str]) -> None:
+    """A date of birth given with a resident ID number must be the one the number encodes."""
+    if BIRTH_DATE in values and ID_NUMBER in values:
+        encoded = birth_date_from_resident_id(values[ID_NUMBER], ID_NUMBER).isoformat()
+        if values[BIRTH_DATE] != encoded:
+            raise InvalidInput(
+                LocalText(
+                    f"{BIRTH_DATE}：与身份证号码中的出生日期不一致",
+                    f"{BIRTH_DATE}: differs from the birth date in the resident ID number",
+                ),
+                field=BIRTH_DATE,
+                allowed=f"the birth date encoded in {ID_NUMBER}, or leave it out",
+            )
 
 
 def _taken(category: str) -> Conflict:
