@@ -345,7 +345,10 @@ class VaultService:
         self, key: DataKey | None, subject_id: str, row: Row[Any], decision: Decision
     ) -> StoredValue:
         assert key is not None  # noqa: S101 - only called with a key
-        clear = key.decrypt(row.ciphertext, aad_for(subject_id, row.category, row.id)).decode()
+        # A stored value that validation would refuse today (written before a check existed, or
+        # behind the service's back) is still shown to whoever may read it: never a 500.
+        raw = key.decrypt(row.ciphertext, aad_for(subject_id, row.category, row.id))
+        clear = raw.decode(errors="replace")
         projection = decision.projection.get(row.category)
         shown = projection.apply(clear) if projection is not None else None
         return StoredValue(
