@@ -56,6 +56,7 @@ PAYMENT = Actor(ActorKind.SERVICE, "payment_service", principal="bench")
 ACCOUNT = Actor(ActorKind.SERVICE, "account_service", principal="bench")
 CATEGORY = "user.commerce.shipping_address"
 CATEGORIES = (CATEGORY, "user.commerce.shipping_contact", "user.financial.merchant_payee")
+SAMPLES = ("杭州市西湖区{i}号", "1380013{i:04d}", "测试商户{i}号")  # each valid for its category
 PURPOSE = "merchant_oversight"
 
 _plain = MetaData()
@@ -109,7 +110,7 @@ def round_trips(app: Piguard, subjects: list[str], n: int) -> tuple[float, float
     def encrypted() -> None:
         for i in range(n):
             subject_id, category = pick("encrypted", i)
-            value = {category: f"杭州市西湖区{i}号"}
+            value = {category: _sample(category, i)}
             app.vault.collect(PAYMENT, subject_id, PURPOSE, value, "merchant:b")
             app.vault.read(PAYMENT, subject_id, PURPOSE, (category,))
         rounds["encrypted"] += 1
@@ -123,7 +124,7 @@ def round_trips(app: Piguard, subjects: list[str], n: int) -> tuple[float, float
                         id=new_id("val"),
                         subject_id=subject_id,
                         category=category,
-                        value=f"杭州市西湖区{i}号",
+                        value=_sample(category, i),
                         purposes=PURPOSE,
                         source="merchant:b",
                         collected_at=now,
@@ -143,6 +144,10 @@ def round_trips(app: Piguard, subjects: list[str], n: int) -> tuple[float, float
         enc.append(median_seconds(encrypted, 1))
         pl.append(median_seconds(plain, 1))
     return statistics.median(enc), statistics.median(pl)
+
+
+def _sample(category: str, i: int) -> str:
+    return SAMPLES[CATEGORIES.index(category)].format(i=i % 10_000)
 
 
 def erase_ratio(app: Piguard, big: int, crowd: list[Person]) -> tuple[float, float]:

@@ -31,10 +31,23 @@ COLUMNS: Final = (
 Row = tuple[int, str, str, str, str, str, str, str, str, str, str, str, str]
 """A stored entry in `COLUMNS` order; `categories` and `clauses` comma-joined (`"a,b"`, `""`)."""
 
+LIMITS: Final = {
+    "actor": 120, "action": 16, "purpose": 80, "subject": 40, "policy_version": 80,
+    "clauses": 400, "detail": 64,
+}  # fmt: skip
+"""Longest text per field: the widths of the stored columns (`tables.AuditRecordRow`), so that a
+record the chain accepts is one every database stores."""
+MAX_KEY_CHARS: Final = 64
+"""Longest category key recorded as given; longer or odd keys are recorded by `bounded_keys`."""
+MAX_KEYS: Final = 1024
+"""Most category keys in one record (the API asks for at most 64)."""
+
 _AT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00")
 _CODE = re.compile(r"[A-Za-z0-9_.:-]{0,64}")
 _HASH = re.compile(r"[0-9a-f]{64}")
-_MAX_TEXT = 200
+_KEY = re.compile(rf"[A-Za-z0-9_.:-]{{1,{MAX_KEY_CHARS}}}")
+_NOT_KEY = re.compile(r"[^A-Za-z0-9_.:-]")
+_JOINED_LIMITS: Final = {"categories": MAX_KEYS * (MAX_KEY_CHARS + 1), "clauses": LIMITS["clauses"]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,31 +158,57 @@ def _clean(value: object, limit: int) -> bool:
 
 
 def _text(field: str, value: object, *, required: bool = True) -> str:
-    if not _clean(value, _MAX_TEXT) or (required and not value):
-        raise _invalid(field, f"printable text without quotes or backslashes, 1-{_MAX_TEXT} chars")
+    limit = LIMITS[field]
+    if not _clean(value, limit) or (required and not value):
+        raise _invalid(field, f"printable text without quotes or backslashes, 1-{limit} chars")
     return cast(str, value)
 
 
 @lru_cache(maxsize=1024)
-def _joined_keys(keys: tuple[str, ...]) -> str | None:
+def _joined_keys(keys: tuple[str, ...], limit: int) -> str | None:
     """The keys comma-joined when each is non-empty, clean and comma-free (memoised: few sets)."""
     if not all(isinstance(key, str) and key and "," not in key for key in keys):
         return None
     joined = ",".join(keys)
-    return joined if _clean(joined, 4 * _MAX_TEXT) else None
+    return joined if _clean(joined, limit) else None
 
 
 def _keys(field: str, value: object) -> tuple[tuple[str, ...], str]:
     if isinstance(value, str) or not isinstance(value, Sequence):
         raise _invalid(field, "a sequence of keys")
     keys = value if type(value) is tuple else tuple(value)
+    limit = _JOINED_LIMITS[field]
     try:
-        joined = _joined_keys(keys)
+        joined = _joined_keys(keys, limit)
     except TypeError:  # an unhashable key
         joined = None
     if joined is None:
-        raise _invalid(field, "non-empty keys without commas, quotes or backslashes")
+        raise _invalid(
+            field, f"non-empty keys without commas, quotes or backslashes, {limit} chars in all"
+        )
     return keys, joined
+
+
+@lru_cache(maxsize=1024)
+def bounded_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """Category keys as a record may hold them: `keys` itself when every key is a short code
+    (`[A-Za-z0-9_.:-]`, at most MAX_KEY_CHARS); otherwise each odd key sanitised (other
+    characters become `?`) and cut to MAX_KEY_CHARS ending in `~`, at most MAX_KEYS of them, the
+    last then saying how many more were asked (`+N`). A caller's unknown key is never recorded
+    beyond that bounded, sanitised form."""
+    if len(keys) <= MAX_KEYS and all(isinstance(k, str) and _KEY.fullmatch(k) for k in keys):
+        return keys
+    out = [_bounded_key(k) for k in keys[:MAX_KEYS]]
+    if len(keys) > MAX_KEYS:
+        out[-1] = f"+{len(keys) - MAX_KEYS + 1}"
+    return tuple(out)
+
+
+def _bounded_key(key: object) -> str:
+    text = _NOT_KEY.sub("?", key) if isinstance(key, str) else "?"
+    if not text:
+        return "?"
+    return text if len(text) <= MAX_KEY_CHARS else text[: MAX_KEY_CHARS - 1] + "~"
 
 
 def _effect(value: object) -> str:

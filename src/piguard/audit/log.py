@@ -31,6 +31,7 @@ import weakref
 from collections import deque
 from collections.abc import Sequence
 from contextlib import closing
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import chain
 from pathlib import Path
@@ -38,7 +39,14 @@ from typing import Any, Final, Protocol
 
 from sqlalchemy import Connection, Engine, insert, select
 
-from piguard.audit.chain import COLUMNS, ChainBuilder, Row, check_subject, format_at
+from piguard.audit.chain import (
+    COLUMNS,
+    ChainBuilder,
+    Row,
+    bounded_keys,
+    check_subject,
+    format_at,
+)
 from piguard.audit.checkpoint import Checkpoint, make_checkpoint
 from piguard.audit.ports import AuditDraft
 from piguard.audit.scan import (
@@ -163,9 +171,8 @@ class AuditLog:
         if not drafts:
             return
         at = _format_at(self._clock.now())
-        for draft in drafts:  # all checked before anything is written
-            _check(draft, at)
-        cp = self._write(uow.connection, [(draft, at) for draft in drafts])
+        items = [(_check(draft, at), at) for draft in drafts]  # all checked before any write
+        cp = self._write(uow.connection, items)
         if cp is not None:
             uow.after_commit(lambda: self._record(cp))
         if self._thread is None:
@@ -178,7 +185,7 @@ class AuditLog:
         batch. Raises AuditUnavailable once the log is closed.
         """
         at = _format_at(self._clock.now())
-        _check(draft, at)
+        draft = _check(draft, at)
         with self._cond:
             if self._stopping:
                 raise _unavailable("审计日志已关闭", "the audit log is closed")
@@ -430,21 +437,32 @@ def _format_at(moment: datetime) -> str:
 _second: tuple[tuple[int, ...], str] = ((), "")
 
 
-def _check(draft: AuditDraft, at: str) -> None:
-    """Raise InvalidInput now for a draft the chain would refuse later.
+def _check(draft: AuditDraft, at: str) -> AuditDraft:
+    """The draft to chain, its category keys bounded (`chain.bounded_keys`: a caller's unknown
+    key is recorded only in a short sanitised form); InvalidInput now for any other field the
+    chain would refuse later.
 
     Drafts repeat but for their subject: once a draft's other fields passed, only the subject is
-    checked again (the `at` is ours and always well formed)."""
+    checked again (the `at` is ours and always well formed). Only drafts that needed no bounding
+    are remembered, so a remembered shape never skips it."""
     shape = (
         draft.actor, draft.action, draft.purpose, draft.categories, draft.effect, draft.clauses,
         draft.policy_version, draft.detail,
     )  # fmt: skip
     if shape in _checked_shapes:
         check_subject(draft.subject)
-        return
+        return draft
+    try:
+        keys = bounded_keys(tuple(draft.categories))
+    except TypeError:  # an unhashable key: the chain's check names the field
+        keys = draft.categories
+    bounded = keys != draft.categories
+    if bounded:
+        draft = replace(draft, categories=keys)
     _full_check(draft, at)
-    if len(_checked_shapes) < _SHAPES:
+    if not bounded and len(_checked_shapes) < _SHAPES:
         _checked_shapes.add(shape)
+    return draft
 
 
 _SHAPES = 10_000

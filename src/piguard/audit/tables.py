@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from piguard.audit.chain import LIMITS
 from piguard.db.base import Base
 
 
@@ -13,14 +14,14 @@ class AuditRecordRow(Base):
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     at: Mapped[str] = mapped_column(String(40))
-    actor: Mapped[str] = mapped_column(String(120))
-    action: Mapped[str] = mapped_column(String(16))
-    purpose: Mapped[str] = mapped_column(String(80))
-    subject: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(LIMITS["actor"]))
+    action: Mapped[str] = mapped_column(String(LIMITS["action"]))
+    purpose: Mapped[str] = mapped_column(String(LIMITS["purpose"]))
+    subject: Mapped[str] = mapped_column(String(LIMITS["subject"]))
     categories: Mapped[str] = mapped_column(Text)
     effect: Mapped[str] = mapped_column(String(16))
-    clauses: Mapped[str] = mapped_column(String(400))
-    policy_version: Mapped[str] = mapped_column(String(80))
+    clauses: Mapped[str] = mapped_column(String(LIMITS["clauses"]))
+    policy_version: Mapped[str] = mapped_column(String(LIMITS["policy_version"]))
     detail: Mapped[str] = mapped_column(String(200))
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))

@@ -22,8 +22,14 @@ from piguard.policy import document as d
 from piguard.policy import model as m
 from piguard.policy.masking import MaskSpecError, check_spec
 
-# The identifier validators the vault implements; a category may name only these.
-VALIDATOR_NAMES = frozenset({"cn_resident_id", "cn_mobile", "bank_card", "email"})
+# The validators the vault implements (`vault.validators.VALIDATORS`, a test keeps the two equal);
+# a category may name only these.
+VALIDATOR_NAMES = frozenset((
+    "text", "line", "name", "token", "blob_reference", "account_number", "gender",
+    "verification_result", "country", "birth_date", "document_expiry", "past_time", "amount",
+    "count", "credit_score", "geo_point", "ip_address", "cn_resident_id", "cn_mobile", "cn_phone",
+    "bank_card", "email", "login_name",
+))  # fmt: skip
 
 
 def load_policy(path: Path) -> m.Policy:

@@ -3,13 +3,13 @@
 Each validator takes the raw value and the name of the field it came from, and returns the one
 normal form that is encrypted and blind-indexed, so that equal identifiers always give equal
 digests. Errors name the field and what is allowed but never echo the value: it is personal data.
+The registry the policy names them from is `vault.validators.VALIDATORS`.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
 from datetime import date
 from typing import Final
 
@@ -34,6 +34,7 @@ _RESIDENT_ID_ALLOWED: Final = (
     "digit 0-9 or X"
 )
 _MOBILE_ALLOWED: Final = "a mainland China mobile number: 11 digits starting with 1, optional +86"
+_PHONE_ALLOWED: Final = "a mainland China phone number, mobile or fixed line (area code first)"
 _BANK_CARD_ALLOWED: Final = "12 to 19 digits (spaces and dashes ignored) with a valid Luhn check"
 _EMAIL_ALLOWED: Final = (
     "local@domain.tld: one @, a local part of 1 to 64 characters, a domain with a dot, "
@@ -98,29 +99,43 @@ def age_on(birth: date, on: date) -> int:
     return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
 
 
-def cn_mobile(value: str, field: str) -> str:
-    """A mainland China mobile number in its 11-digit national form (`13812345678`): the only
-    numbers accepted are CN mobiles, so the country code adds nothing, and masks such as
-    `138****5678` (C2.4, SH3) read naturally."""
-    text = _prepare(value, field, _MOBILE_ALLOWED)
+def cn_number(value: str, field: str, allowed: str) -> phonenumbers.PhoneNumber:
+    """A valid mainland China phone number, parsed (mobile or fixed line)."""
+    text = _prepare(value, field, allowed)
     if not _PHONE_CHARS.fullmatch(text):
         raise _invalid(
             field,
-            _MOBILE_ALLOWED,
+            allowed,
             "只能包含数字、空格、+、-、括号",
             "may only hold digits, spaces, +, -, ( )",
         )
     try:
         number = phonenumbers.parse(text, "CN")
     except phonenumbers.NumberParseException:
-        raise _invalid(field, _MOBILE_ALLOWED, "不是电话号码", "is not a phone number") from None
+        raise _invalid(field, allowed, "不是电话号码", "is not a phone number") from None
     if not phonenumbers.is_valid_number(number) or number.extension:
-        raise _invalid(field, _MOBILE_ALLOWED, "不是有效的电话号码", "is not a valid phone number")
+        raise _invalid(field, allowed, "不是有效的电话号码", "is not a valid phone number")
     if phonenumbers.region_code_for_number(number) != "CN":
-        raise _invalid(field, _MOBILE_ALLOWED, "不是中国大陆号码", "is not a mainland China number")
+        raise _invalid(field, allowed, "不是中国大陆号码", "is not a mainland China number")
+    return number
+
+
+def cn_mobile(value: str, field: str) -> str:
+    """A mainland China mobile number in its 11-digit national form (`13812345678`): the only
+    numbers accepted are CN mobiles, so the country code adds nothing, and masks such as
+    `138****5678` (C2.4, SH3) read naturally."""
+    number = cn_number(value, field, _MOBILE_ALLOWED)
     if phonenumbers.number_type(number) != phonenumbers.PhoneNumberType.MOBILE:
         raise _invalid(field, _MOBILE_ALLOWED, "不是手机号码", "is not a mobile number")
     return str(number.national_number)
+
+
+def cn_phone(value: str, field: str) -> str:
+    """A mainland China phone number, mobile or fixed line, as dialled at home (`01065529988`,
+    `13812345678`)."""
+    number = cn_number(value, field, _PHONE_ALLOWED)
+    national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+    return re.sub(r"\D", "", national)
 
 
 def bank_card(value: str, field: str) -> str:
@@ -156,11 +171,3 @@ def email(value: str, field: str) -> str:
     ):
         raise _invalid(field, _EMAIL_ALLOWED, "格式无效", "invalid format")
     return f"{local}@{domain.lower()}"
-
-
-VALIDATORS: Final[dict[str, Callable[[str, str], str]]] = {
-    "cn_resident_id": cn_resident_id,
-    "cn_mobile": cn_mobile,
-    "bank_card": bank_card,
-    "email": email,
-}

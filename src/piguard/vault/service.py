@@ -28,10 +28,11 @@ from piguard.policy import scopes
 from piguard.policy.decision import Actor, Decision, DecisionRequest, SubjectState
 from piguard.policy.model import Action, ConsentType, Policy, RetentionTrigger
 from piguard.vault.crypto import BlindIndex, DataKey, aad_for
-from piguard.vault.identifiers import VALIDATORS, age_on, birth_date_from_resident_id
+from piguard.vault.identifiers import age_on, birth_date_from_resident_id
 from piguard.vault.keys import DataKeys
 from piguard.vault.repository import SubjectStatus, VaultRepository
 from piguard.vault.states import SubjectStates, birth_date_of
+from piguard.vault.validators import validate
 
 INDEXED_TAGS = frozenset({"lookup", "unique"})
 MAX_VALUE_CHARS = 4096
@@ -136,12 +137,24 @@ class VaultService:
         return subject_id
 
     def _fill_birth_date(self, clean: dict[str, str]) -> None:
-        """Registration records the birth date the verified ID number carries (M1, R1)."""
+        """Registration records the birth date the verified ID number carries (M1, R1); one
+        given with the number must be the one it encodes."""
         b = self._policy.bindings
-        registration = self._policy.purposes[b.registration_purpose]
-        if b.age_from in clean and b.birth_date in registration.categories:
-            born = birth_date_from_resident_id(clean[b.age_from]).isoformat()
-            clean.setdefault(str(b.birth_date), born)
+        if b.age_from is None or b.birth_date is None or b.age_from not in clean:
+            return
+        born = birth_date_from_resident_id(clean[b.age_from], b.age_from).isoformat()
+        given = clean.get(b.birth_date)
+        if given is not None and given != born:
+            raise InvalidInput(
+                LocalText(
+                    f"{b.birth_date}：与身份证号码中的出生日期不一致",
+                    f"{b.birth_date}: differs from the birth date in the identity number",
+                ),
+                field=b.birth_date,
+                allowed=f"the birth date encoded in {b.age_from}, or leave it out",
+            )
+        if b.birth_date in self._policy.purposes[b.registration_purpose].categories:
+            clean[b.birth_date] = born
 
     def _registrant(self, clean: Mapping[str, str], ward_of: WardLink | None) -> SubjectState:
         """The state a registration is decided on: the age its verified ID number gives, and a
@@ -366,8 +379,10 @@ class VaultService:
     # -- helpers --------------------------------------------------------------------------------
 
     def _normalise(self, values: Mapping[str, str]) -> dict[str, str]:
-        """Validate every value: known category, size, and its identifier validator if any."""
+        """Validate every value of every write: a known category, at most MAX_VALUE_CHARS, no
+        control characters, and the format its policy entry names (`vault.validators`)."""
         clean: dict[str, str] = {}
+        now = self._clock.now()
         for category, value in values.items():
             cat = self._policy.categories.get(category)
             if cat is None:
@@ -382,8 +397,7 @@ class VaultService:
                     field=category,
                     allowed=f"a non-empty string of at most {MAX_VALUE_CHARS} characters",
                 )
-            validate = VALIDATORS.get(cat.validator or "")
-            clean[category] = validate(value, category) if validate else value.strip()
+            clean[category] = validate(cat.validator, value, category, now)
         return clean
 
     def _store(
@@ -445,7 +459,10 @@ class VaultService:
         self, key: DataKey | None, subject_id: str, row: Row[Any], decision: Decision
     ) -> StoredValue:
         assert key is not None  # noqa: S101 - only called with a key
-        clear = key.decrypt(row.ciphertext, aad_for(subject_id, row.category, row.id)).decode()
+        # A stored value that validation would refuse today (written before a check existed, or
+        # behind the service's back) is still shown to whoever may read it: never a 500.
+        raw = key.decrypt(row.ciphertext, aad_for(subject_id, row.category, row.id))
+        clear = raw.decode(errors="replace")
         projection = decision.projection.get(row.category)
         shown = projection.apply(clear) if projection is not None else None
         return StoredValue(

@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -19,6 +20,7 @@ from fastapi.responses import HTMLResponse
 from piguard.bootstrap import Piguard
 from piguard.web.errors import install_error_handlers
 from piguard.web.middleware import BodyGuard, LastResort, SecurityHeaders
+from piguard.web.refusals import RefusalAudit
 from piguard.web.routes import (
     audit,
     consents,
@@ -36,7 +38,15 @@ _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
 def create_app(piguard: Piguard) -> FastAPI:
     """The API over one wired `Piguard`; the caller owns it and closes it."""
+    refusals = RefusalAudit(piguard)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        refusals.flush()  # the unauthenticated requests counted since the last record
+
     app = FastAPI(
+        lifespan=lifespan,
         title="piguard",
         summary="Personal-information protection engine: the privacy policy, enforced.",
         version=piguard.policy.key,
@@ -45,6 +55,7 @@ def create_app(piguard: Piguard) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.piguard = piguard
+    app.state.refusals = refusals
     install_error_handlers(app)
     for module in (subjects, consents, guardians, privacy_settings, lookup, decide, policy, audit):
         app.include_router(module.router)

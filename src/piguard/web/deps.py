@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from piguard.auth.service import Caller
 from piguard.bootstrap import Piguard
-from piguard.kernel.errors import Unauthenticated
+from piguard.kernel.errors import NotFound, Unauthenticated
 from piguard.kernel.text import LocalText
 from piguard.vault.service import no_such_subject
 
@@ -38,24 +38,38 @@ PiguardDep = Annotated[Piguard, Depends(get_piguard)]
 
 
 def get_caller(
+    request: Request,
     piguard: PiguardDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
-    """The caller behind `Authorization: Bearer <token>`; 401 when missing or invalid."""
+    """The caller behind `Authorization: Bearer <token>`; 401 when missing or invalid. Kept on
+    the request so that a refusal after this point is audited under the caller's name."""
     if credentials is None or len(credentials.credentials) > _MAX_TOKEN:
         raise Unauthenticated(
             LocalText("缺少或无效的 API 密钥", "missing or invalid API key"), field="Authorization"
         )
-    return piguard.api_keys.authenticate(credentials.credentials)
+    caller = piguard.api_keys.authenticate(credentials.credentials)
+    request.state.caller = caller
+    return caller
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
+class NotBound(NotFound):
+    """A subject key addressing another subject. The caller gets exactly the answer for a subject
+    that does not exist; the audit record (`web.refusals`) names the subject it tried."""
+
+    def __init__(self, subject: str) -> None:
+        found = no_such_subject()
+        super().__init__(found.message, field=found.field)
+        self.subject = subject
+
+
 def check_binding(caller: Caller, subject_id: str) -> str:
     """The subject id, if the caller may address it at all (a subject key: only its own)."""
     if caller.subject_id is not None and caller.subject_id != subject_id:
-        raise no_such_subject()
+        raise NotBound(subject_id)
     return subject_id
 
 

@@ -107,9 +107,12 @@ def status_for(exc: PiguardError) -> int:
     return 500
 
 
-async def _piguard_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _piguard_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PiguardError)  # noqa: S101 - registered for PiguardError classes only
     status = status_for(exc)
+    refusals = getattr(request.app.state, "refusals", None)
+    if refusals is not None:  # 404 and 401 never reach the engine: recorded here (S2)
+        refusals.refused(request, exc, status)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(exc.to_dict(), status_code=status, headers=headers)
 

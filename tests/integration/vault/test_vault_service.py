@@ -2,7 +2,6 @@
 
 import logging
 import shutil
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from piguard.kernel.errors import Conflict, Denied, IntegrityError, InvalidInput
 from piguard.policy.decision import Actor
 from piguard.policy.model import ActorKind
 from piguard.population import Person, people
-from piguard.settings import Settings
 from piguard.vault.crypto import aad_for, key_aad_for
 from piguard.vault.keystore import KeyStore
 from piguard.vault.rotation import rotate
@@ -25,18 +23,6 @@ ACCOUNT = Actor(ActorKind.SERVICE, "account_service", principal="test")
 SUBJECT = Actor(ActorKind.SUBJECT, "subject")
 PHONE = "user.contact.phone_number"
 ID_NUMBER = "user.government_id.national_identification_number"
-
-
-@pytest.fixture
-def app(tmp_path: Path, database_url: str) -> Iterator[Piguard]:
-    settings = Settings(
-        dev=True,
-        var_dir=tmp_path / "var",
-        database_url=None if database_url.startswith("sqlite") else database_url,
-    )
-    built = build(settings)
-    yield built
-    built.close()
 
 
 @pytest.fixture
