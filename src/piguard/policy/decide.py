@@ -282,9 +282,9 @@ class DecisionEngine:
                 projection[cat.key] = (
                     WITHHELD if cat.key in withheld else self._local_projection(g, cat, minor_spi)
                 )
+        # What must go with the action is the policy's word: a purpose that verifies what it
+        # collects (C1.1) names record_provenance itself.
         obligations = set(_LOCAL_OBLIGATIONS[g.action]) | g.purpose.obligations
-        if g.action is Action.COLLECT and any(c.validator for c in cats):
-            obligations.add(Obligation.RECORD_PROVENANCE)
         if g.action in _ERASURES and hold:
             obligations.add(Obligation.HOLD)
         reasons = [Reason(c, f"allow:{g.role}:{g.purpose.key}") for c in g.clauses]
