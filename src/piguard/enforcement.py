@@ -62,8 +62,17 @@ def _draft(req: DecisionRequest, decision: Decision, subject: str, detail: str) 
         effect=decision.effect.value,
         clauses=decision.clauses,
         policy_version=decision.policy_version,
-        detail=detail or decision.reasons[0].code[:64],
+        detail=_detail(req, decision, detail),
     )
+
+
+def _detail(req: DecisionRequest, decision: Decision, given: str) -> str:
+    """The record's short code: the caller's, else the first reason; a use under an exemption
+    is audited as such (C8), whichever way it went."""
+    if req.exemption is not None and decision.allowed:
+        exempt = f"exemption:{req.exemption}"
+        return (f"{given}:{exempt}" if given else exempt)[:64]
+    return (given or decision.reasons[0].code)[:64]
 
 
 def denied(decision: Decision) -> Denied:

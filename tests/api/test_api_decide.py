@@ -155,3 +155,19 @@ def test_u2_decide_refuses_undeclared_purposes_and_others_subjects(api: Api) -> 
     assert unknown["effect"] == "deny"
     assert {"clause": "U2", "code": "unknown_purpose:telepathy"} in unknown["reasons"]
     assert other.value.status == gone.value.status == 404
+
+
+def test_c8_a_use_under_an_exemption_is_audited_as_such(api: Api) -> None:
+    head = api.audit_head()
+
+    api.as_role("security_service").decide(
+        "read", "fault_handling", ["user.device.ip_address"], exemption="service_security"
+    )
+
+    [(actor, purpose, effect, detail)] = api.audit_since(head)
+    assert actor.startswith("service:security_service:")
+    assert (purpose, effect, detail) == (
+        "fault_handling",
+        "allow",
+        "decide:exemption:service_security",
+    )
