@@ -6,6 +6,7 @@ import pytest
 from api_support import ID_NUMBER, NAME, Api, Person
 
 from piguard.client import PiguardApiError
+from piguard.kernel.errors import InvalidInput
 
 
 @pytest.mark.parametrize(
@@ -84,3 +85,13 @@ def test_r1_subject_key_cannot_register_or_act_as_staff(api: Api, person: Person
     assert registering.value.status in (403, 422)
     assert as_staff.value.status == 403
     assert any(r.startswith("S2:no_grant:subject") for r in as_staff.value.reasons)
+
+
+def test_m1_the_guardian_role_is_never_issued_as_a_key(api: Api, person: Person) -> None:
+    adult = api.register(person)
+
+    with pytest.raises(InvalidInput) as refused:
+        api.piguard.api_keys.create("guardian", "claimed guardian", adult)
+
+    assert refused.value.field == "role"
+    assert "guardian" not in (refused.value.allowed or "").split(", ")

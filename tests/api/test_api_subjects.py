@@ -169,3 +169,19 @@ def test_r3_subject_deletes_a_bound_card_and_the_aml_copy_stays(api: Api, person
     # The card bound for Quick Pay is gone; the one registration verified stays for AML (R4).
     assert [(v["value"], v["purposes"]) for v in kept] == [(person.bank_account, ["kyc_aml"])]
     assert me.erase_values(subject_id, "self_service", [BANK_ACCOUNT]) == 0
+
+
+def test_r1_c2_3_the_general_update_route_cannot_change_an_identifier(
+    api: Api, person: Person
+) -> None:
+    subject_id = api.register(person)
+    before = api.counts()
+
+    with pytest.raises(PiguardApiError) as caught:
+        api.as_role("account_service").update(
+            subject_id, "identifier_change", {PHONE: mobile(8000 + person.n % 1000)}
+        )
+
+    assert caught.value.status == 403
+    assert caught.value.reasons == ("R1:verification_required:identifier_change",)
+    assert api.counts()["personal_values"] == before["personal_values"]

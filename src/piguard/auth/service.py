@@ -44,16 +44,21 @@ class ApiKeys:
         self._tx = transactions
         self._policy = policy
         self._clock = clock
+        self._guardian_role = policy.bindings.guardian_role
 
     def create(self, role: str, label: str, subject_id: str | None = None) -> IssuedKey:
         """A new key for a policy role; the token is returned once and never stored."""
         found = self._policy.roles.get(role)
-        if found is None or found.kind is ActorKind.RECIPIENT:
+        # The guardian role is piguard's to give, per request, after checking a recorded link
+        # (M1): a key for it would be a standing claim to be someone's guardian.
+        if found is None or found.kind is ActorKind.RECIPIENT or role == self._guardian_role:
             raise InvalidInput(
                 LocalText(f"策略中没有角色 {role}", f"the policy has no role {role}"),
                 field="role",
                 allowed=", ".join(
-                    k for k, r in self._policy.roles.items() if r.kind != "recipient"
+                    k
+                    for k, r in self._policy.roles.items()
+                    if r.kind != "recipient" and k != self._guardian_role
                 ),
             )
         if (found.kind is ActorKind.SUBJECT) != (subject_id is not None):

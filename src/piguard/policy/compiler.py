@@ -28,6 +28,7 @@ from piguard.policy.model import (
 )
 
 GrantKey = tuple[str, Action, str]
+_WRITES = (Action.COLLECT, Action.UPDATE)
 RuleKey = tuple[Action, str, str]
 
 
@@ -61,6 +62,7 @@ class CompiledGrant:
         "gates",
         "grant",
         "kind",
+        "needs_evidence",
         "purpose",
         "role",
         "special",
@@ -75,6 +77,7 @@ class CompiledGrant:
         self.categories = grant.categories
         # Preconditions only some grants have; one flag keeps them off the common path.
         self.special = grant.needs_case_reference or grant.reads_held_data
+        self.needs_evidence = False  # set by compile_policy for writes under a change purpose
         # Reasons name what decided: the grant that allowed it, not every clause its purpose
         # or role is cited for elsewhere.
         self.clauses = tuple(dict.fromkeys(grant.clauses))
@@ -130,6 +133,7 @@ class Tables:
 def compile_policy(policy: Policy) -> Tables:
     """Build the lookup tables of a policy; pure and deterministic."""
     grants: dict[GrantKey, CompiledGrant] = {}
+    change_purposes = {c.change_purpose for c in policy.categories.values() if c.change_purpose}
     for role in policy.roles.values():
         for grant in role.grants:
             purpose = policy.purposes[grant.purpose]
@@ -137,6 +141,8 @@ def compile_policy(policy: Policy) -> Tables:
                 key = (role.key, action, grant.purpose)
                 compiled = CompiledGrant(role, grant, action, purpose)
                 compiled.gates = _gates_for(policy, action, purpose.key, grant.categories)
+                compiled.needs_evidence = action in _WRITES and purpose.key in change_purposes
+                compiled.special = compiled.special or compiled.needs_evidence
                 grants[key] = compiled
     outbound: defaultdict[RuleKey, list[CompiledRule]] = defaultdict(list)
     for rule in policy.outbound:

@@ -229,6 +229,8 @@ class DecisionEngine:
                 return denial
         if g.grant.needs_case_reference and not req.actor.case_reference:
             return self._deny(g.clauses[0], "case_reference_required")
+        if g.needs_evidence and not req.evidence:
+            return self._deny("R1", f"verification_required:{g.purpose.key}")
         if g.grant.reads_held_data and not req.subject.legal_hold:
             return self._deny("R4", "no_legal_hold")
         return None

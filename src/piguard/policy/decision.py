@@ -134,7 +134,8 @@ class DecisionRequest:
     """One question: may this actor do this action, for this purpose, on these data?
 
     `registration` is set only by the vault's registration use case, never from a caller's
-    input: registration alone may write immutable fields and identifiers (R1)."""
+    input: registration alone may write immutable fields and identifiers (R1). `evidence` is the
+    reference of the verification a write under an identifier's change purpose rests on."""
 
     action: Action
     actor: Actor
@@ -147,6 +148,7 @@ class DecisionRequest:
     source_purposes: frozenset[str] = frozenset()
     at: datetime | None = None
     registration: bool = False
+    evidence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -253,6 +253,7 @@ class VaultService:
         values: Mapping[str, str],
         source: str,
         serves: str | None = None,
+        evidence: str | None = None,
     ) -> list[str]:
         """Decide and store; the values serve `serves` (by default the decision's purpose)."""
         clean = self._normalise(values)
@@ -260,7 +261,7 @@ class VaultService:
         with self._tx.write() as uow:
             repo = VaultRepository(uow.connection)
             state = self.live_state(uow.connection, subject_id)
-            req = DecisionRequest(action, actor, purpose, tuple(clean), state)
+            req = DecisionRequest(action, actor, purpose, tuple(clean), state, evidence=evidence)
             self._enforcer.require(req, subject_id, uow)
             purposes: tuple[str, ...] = (serves,)
             if action is Action.UPDATE:  # a replacement keeps the purposes of what it replaces
@@ -338,7 +339,9 @@ class VaultService:
         purpose = str(purposes.pop())
         source = f"verified:{evidence}"
         registration = self._policy.bindings.registration_purpose
-        return self._write(Action.UPDATE, actor, subject_id, purpose, values, source, registration)
+        return self._write(
+            Action.UPDATE, actor, subject_id, purpose, values, source, registration, evidence
+        )
 
     # -- lookup (C2.3) --------------------------------------------------------------------------
 

@@ -573,8 +573,14 @@ def test_r1_identifiers_change_only_through_their_own_operation(engine: Decision
     assert codes(ask(engine, Action.COLLECT, ACCOUNT, "kyc_aml", PHONE)) == [
         f"identifier_change_required:{PHONE}"
     ]
-    assert ask(engine, Action.UPDATE, ACCOUNT, "identifier_change", PHONE).allowed
-    assert not ask(engine, Action.UPDATE, SUBJECT, "identifier_change", PHONE).allowed
+    assert codes(ask(engine, Action.UPDATE, ACCOUNT, "identifier_change", PHONE)) == [
+        "verification_required:identifier_change"
+    ]
+    verified = ask(engine, Action.UPDATE, ACCOUNT, "identifier_change", PHONE, evidence="otp:1")
+    assert verified.allowed
+    assert not ask(
+        engine, Action.UPDATE, SUBJECT, "identifier_change", PHONE, evidence="otp:1"
+    ).allowed
 
 
 def test_r4_closed_account_collects_nothing_and_held_data_needs_authority(
