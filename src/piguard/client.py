@@ -104,10 +104,22 @@ class PiguardClient:
             body["source"] = source
         return str(self._call("POST", "/v1/subjects", json=body)["subject_id"])
 
-    def read(self, subject_id: str, purpose: str, categories: Iterable[str] | None = None) -> Json:
+    def read(
+        self,
+        subject_id: str,
+        purpose: str,
+        categories: Iterable[str] | None = None,
+        *,
+        case_reference: str | None = None,
+        authority: str | None = None,
+    ) -> Json:
         params = {"purpose": purpose}
         if categories is not None:
             params["categories"] = ",".join(categories)
+        if case_reference is not None:
+            params["case_reference"] = case_reference
+        if authority is not None:
+            params["authority"] = authority
         return self._call("GET", f"/v1/subjects/{_seg(subject_id)}", params=params)
 
     def collect(

@@ -185,3 +185,24 @@ def test_r1_c2_3_the_general_update_route_cannot_change_an_identifier(
     assert caught.value.status == 403
     assert caught.value.reasons == ("R1:verification_required:identifier_change",)
     assert api.counts()["personal_values"] == before["personal_values"]
+
+
+def test_sh4_a_legal_request_is_read_over_http_only_with_its_case_reference(
+    api: Api, person: Person
+) -> None:
+    subject_id = api.register(person)
+    legal = api.as_role("legal_response_service")
+
+    with pytest.raises(PiguardApiError) as without:
+        legal.read(subject_id, "legal_request", [NAME])
+    with pytest.raises(PiguardApiError) as odd:
+        legal.read(subject_id, "legal_request", [NAME], case_reference="(2026) 京01")
+    answer = legal.read(subject_id, "legal_request", [NAME], case_reference="bj-2026-xingchu-123")
+
+    assert (without.value.status, without.value.reasons) == (
+        403,
+        ("SH4:case_reference_required",),
+    )
+    assert (odd.value.status, odd.value.field) == (422, "query.case_reference")
+    assert answer["decision"]["effect"] == "allow"
+    assert _shown(answer)[NAME] == person.name

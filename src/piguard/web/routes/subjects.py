@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Query, Response, status
@@ -37,6 +38,22 @@ Categories = Annotated[
 ]
 
 
+CaseReference = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,119}$",
+        description="The case, order or deal reference a grant requires (R4, SH4, SH5, T1)",
+    ),
+]
+Authority = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,119}$",
+        description="The authority requesting an exemption (C8)",
+    ),
+]
+
+
 def categories_of(piguard: Piguard, purpose: str, categories: str | None) -> tuple[str, ...]:
     """The requested categories, or by default the ones the purpose declares (none if unknown)."""
     if categories is not None:
@@ -58,10 +75,15 @@ def read(
     caller: CallerDep,
     piguard: PiguardDep,
     categories: Categories = None,
+    case_reference: CaseReference = None,
+    authority: Authority = None,
 ) -> ReadOut:
-    """Values projected by the decision: clear, masked or withheld (R1, S2, DEF2, U3)."""
+    """Values projected by the decision: clear, masked or withheld (R1, S2, DEF2, U3). Reads
+    that the policy grants only with a case (R4 held data, SH4, SH5, T1) name it here; it is
+    recorded, and decides nothing by itself."""
+    actor = replace(caller.actor, case_reference=case_reference, authority=authority)
     result = piguard.vault.read(
-        caller.actor, subject, purpose, categories_of(piguard, purpose, categories)
+        actor, subject, purpose, categories_of(piguard, purpose, categories)
     )
     return ReadOut(
         subject_id=result.subject_id,
