@@ -5,7 +5,7 @@ from pathlib import Path
 from piguard.policy.coverage import clause_test_prefix, clauses_named_by, coverage, rules_by_clause
 from piguard.policy.model import Policy
 
-CATALOG = Path(__file__).resolve().parents[4] / "shared" / "POLICY_CLAUSES.md"
+CATALOG = Path(__file__).resolve().parents[3] / "docs" / "policy-clauses.md"
 
 
 def test_v1_test_names_map_to_clause_ids() -> None:
