@@ -49,11 +49,11 @@ def test_v3_p3_show_renders_both_languages() -> None:
     assert run("policy", "show", "--lang", "fr").returncode == 2
 
 
-def test_v1_coverage_passes_on_this_repository() -> None:
+def test_v1_coverage_without_evidence_counts_rules_and_says_tests_were_not_measured() -> None:
     root = Path(__file__).resolve().parents[2]
     result = run("policy", "coverage", cwd=root)
     assert result.returncode == 0, result.stdout
-    assert "52 clauses · 52 covered" in result.stdout
+    assert "52 clauses · 52 implemented by rules · tests not measured" in result.stdout
     assert "uncovered" not in result.stdout
 
 
