@@ -73,13 +73,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ours = measure_interleaved([(c.engine.decide, c.requests) for c in cases], plan.repeats)
     runs = [_with_cedar(case, r) for case, r in zip(cases, ours, strict=True)]
     plain = measure(_plain_lookup(policy), cases[0].requests, plan.repeats)
-    cold = _cold(policy, plan)
+    cold = _cold(policy, plan, cases[0])
     print(json.dumps(print_report(runs, plain, cold)))
     return 0
 
 
-def _cold(policy: Policy, plan: Plan) -> float:
-    """Decisions per second of an engine on requests it has never seen (median of rounds).
+def _cold(policy: Policy, plan: Plan, warm: Case) -> tuple[float, float]:
+    """Decisions per second of an engine on requests it has never seen (median of rounds), and
+    its share of the warm rate, each round's cold pass beside a warm pass of `warm` so that
+    load from other processes hits both alike.
 
     Why this is cold: each round builds a new `DecisionEngine` (empty caches: the finished
     decisions per grant, the denials, the outbound answers) and a new stream from another seed,
@@ -89,12 +91,16 @@ def _cold(policy: Policy, plan: Plan) -> float:
     would. Building the engine (compiling the policy) and the requests is not timed.
     """
     rates: list[float] = []
+    shares: list[float] = []
     for round_ in range(plan.cold_rounds):
         progress.print(f"[dim]cold round {round_ + 1}/{plan.cold_rounds}: new engine, new mix…[/]")
         requests = build(policy, plan.requests, plan.requests, seed=COLD_SEEDS + round_).requests
         engine = DecisionEngine(policy)
-        rates.extend(rate(engine.decide, requests, 1))
-    return statistics.median(rates)
+        [cold] = rate(engine.decide, requests, 1)
+        [warm_rate] = rate(warm.engine.decide, warm.requests, 1)
+        rates.append(cold)
+        shares.append(cold / warm_rate)
+    return statistics.median(rates), statistics.median(shares)
 
 
 @dataclass(frozen=True, slots=True)
