@@ -7,7 +7,11 @@ from typing import Any
 
 import yaml
 
+import piguard
 from piguard.policies import bundled_policy_path
+
+# The process runs the piguard this one imported, wherever it came from (PYTHONPATH, a venv).
+SOURCES = str(Path(piguard.__file__).resolve().parents[1])
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -17,7 +21,12 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
         text=True,
         check=False,
         cwd=cwd,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "PYTHONIOENCODING": "utf-8"},
+        env={
+            "COLUMNS": "200",
+            "PATH": "/usr/bin:/bin",
+            "PYTHONIOENCODING": "utf-8",
+            "PYTHONPATH": SOURCES,
+        },
     )
 
 
