@@ -4,13 +4,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck contracts unit bench clean
+.PHONY: demo test lint typecheck contracts unit bench clean constraints
 
-$(STAMP): pyproject.toml
+# Installs exactly the versions of constraints.txt (those CI passed with); pyproject keeps the ranges.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	touch $(STAMP)
+
+# Re-pin constraints.txt to what the working .venv holds (after changing pyproject.toml).
+constraints: $(STAMP)
+	{ sed -n '/^#/p' constraints.txt; \
+	  $(BIN)/python -m pip freeze --all --exclude-editable | grep -vE '^(setuptools|wheel)=='; \
+	} > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/piguard demo
@@ -28,12 +36,14 @@ contracts: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q
 
+# pytest writes which entry points each test reached; a clause counts only through such tests.
 test: lint typecheck contracts unit
-	$(BIN)/piguard policy coverage --quiet
+	$(BIN)/piguard policy coverage --quiet --evidence .pytest-clause-evidence.json \
+		--known-gaps docs/coverage-gaps.txt
 
 bench: $(STAMP)
 	$(BIN)/python bench/decide.py
 	$(BIN)/python bench/vault.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .pytest-clause-evidence.json

@@ -1,4 +1,8 @@
-"""Shared fixtures: the bundled policy, parsed once per session."""
+"""Shared fixtures: the bundled policy, parsed once per session.
+
+Plugins: `clause_evidence` records which of piguard's entry points each test reaches (what
+`piguard policy coverage --evidence` counts); `pytester` runs a pytest inside a test.
+"""
 
 from pathlib import Path
 
@@ -9,6 +13,8 @@ from piguard.policies import bundled_policy_path
 from piguard.policy.decide import DecisionEngine
 from piguard.policy.language import load_policy
 from piguard.policy.model import Policy
+
+pytest_plugins = ["clause_evidence", "pytester"]
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ gets a fresh schema on the server named by PIGUARD_TEST_POSTGRES_URL, selected t
 (`?options=-csearch_path=...`) so that subprocesses and CLIs given the URL land in it too, and
 dropped afterwards. PostgreSQL tests are skipped when the server is unreachable, except under
 CI=true, where they fail. `migrated_engine` is an engine on that database at the newest schema,
-built by the migrations as in production.
+built by the migrations as in production; `app` is all of piguard built on it.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from functools import cache
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -21,8 +22,10 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from piguard.bootstrap import Piguard, build
 from piguard.db.engine import make_engine
 from piguard.db.migrate import upgrade
+from piguard.settings import Settings
 
 POSTGRES_URL = os.environ.get(
     "PIGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -89,3 +92,12 @@ def migrated_engine(database_url: str) -> Iterator[Engine]:
     upgrade(engine, "main")
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def app(tmp_path: Path, database_url: str) -> Iterator[Piguard]:
+    """The whole of piguard (`bootstrap.build`, dev keys under `tmp_path`) on `database_url`."""
+    url = None if database_url.startswith("sqlite") else database_url
+    built = build(Settings(dev=True, var_dir=tmp_path / "var", database_url=url))
+    yield built
+    built.close()

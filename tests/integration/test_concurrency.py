@@ -1,22 +1,27 @@
 """S2, C7, R2 across processes: two OS processes writing the same database lose nothing.
 
 Each worker builds its own `Piguard` on the same database and key file (as two server processes
-would), waits at a file barrier, then records consents on the same subjects while reading them.
-Afterwards the ledger holds every event once, the audit chain is one gapless, verified chain with
-exactly one record per audited operation, and every process's decisions agree with the fold of
-the ledger.
+would), then records consents on the same subjects while reading them, in rounds: the test sends
+every worker the order for event k and waits until each has answered before it sends k + 1. Both
+run each round at the same time, on the same subject, and neither can starve the other or run
+ahead: the interleaving comes from these barriers, not from sleeps. Afterwards the ledger holds
+every event once, the audit chain is one gapless, verified chain with exactly one record per
+audited operation, and every process's decisions agree with the fold of the ledger.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import textwrap
 from itertools import pairwise
 from pathlib import Path
+from typing import IO
 
+import pytest
 from sqlalchemy import Engine, text
 
 from piguard.audit.log import verify
@@ -42,11 +47,11 @@ EVENTS = 100  # consent events per worker, alternating grant/withdraw per subjec
 # Audit records per worker: each consent write appends one in its transaction; each read after a
 # write enqueues one; at the end one read per subject checks what that process decides.
 AUDITED = EVENTS + EVENTS + SUBJECTS
+HANG = 120.0  # seconds without an answer after which a worker is taken to hang (not a pace)
 
 WORKER = textwrap.dedent(
     """
-    import json, sys, time
-    from pathlib import Path
+    import json, sys
     from piguard.bootstrap import build
     from piguard.kernel.errors import Denied
     from piguard.policy.decision import Actor
@@ -54,18 +59,13 @@ WORKER = textwrap.dedent(
     from piguard.settings import Settings
 
     job = json.loads(sys.argv[1])
-    me, barrier, subjects = job["worker"], Path(job["barrier"]), job["subjects"]
+    me, subjects = job["worker"], job["subjects"]
     ACCOUNT = Actor(ActorKind.SERVICE, "account_service", principal=f"worker{me}")
     MARKETING = Actor(ActorKind.SERVICE, "marketing_service", principal=f"worker{me}")
     SEARCH = ("user.behavior.search_history",)
 
-    def wait_for_all(stage):
-        (barrier / f"{stage}-{me}").touch()
-        deadline = time.monotonic() + 60
-        while len(list(barrier.glob(f"{stage}-*"))) < job["workers"]:
-            if time.monotonic() > deadline:
-                sys.exit(f"worker {me}: barrier {stage} timed out")
-            time.sleep(0.002)
+    def say(line):
+        print(line, flush=True)
 
     def decides(subject):
         try:
@@ -75,22 +75,22 @@ WORKER = textwrap.dedent(
         return True
 
     app = build(Settings(dev=True, var_dir=job["var_dir"], database_url=job["database_url"]))
-    wait_for_all("start")
-    for k in range(job["events"]):
+    say("ready")
+    for order in sys.stdin:  # "event K", then "final": one answer each
+        if order.startswith("final"):
+            break
+        k = int(order.split()[1])
         subject = subjects[k % len(subjects)]
         if (k // len(subjects) + me) % 2 == 0:
             app.consents.grant(ACCOUNT, subject, job["scope"])
         else:
             app.consents.withdraw(ACCOUNT, subject, job["scope"])
         decides(subject)
-        # Paced like a service answering requests: SQLite's busy handler sleeps while it waits,
-        # so a writer looping without a pause can keep the lock from the other process.
-        time.sleep(0.002)
-    wait_for_all("done")
+        say(f"done {k}")
     final = {s: decides(s) for s in subjects}
     app.audit.flush()
     app.close()
-    print(json.dumps(final))
+    say(json.dumps(final))
     """
 )
 
@@ -101,14 +101,11 @@ def _settings(tmp_path: Path, database_url: str) -> Settings:
 
 
 def _start(
-    settings: Settings, worker: int, subjects: list[str], barrier: Path
+    settings: Settings, worker: int, subjects: list[str], stderr: IO[str]
 ) -> subprocess.Popen[str]:
     job = {
         "worker": worker,
-        "workers": WORKERS,
-        "barrier": str(barrier),
         "subjects": subjects,
-        "events": EVENTS,
         "scope": SCOPE,
         "var_dir": str(settings.var_dir),
         "database_url": settings.database_url,
@@ -116,11 +113,33 @@ def _start(
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIGUARD_")}
     return subprocess.Popen(  # noqa: S603 - this interpreter running our own fixed script
         [sys.executable, "-W", "error", "-c", WORKER, json.dumps(job)],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
         env=env,
     )
+
+
+def _order(procs: list[subprocess.Popen[str]], order: str) -> None:
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(order + "\n")
+        proc.stdin.flush()
+
+
+def _answers(procs: list[subprocess.Popen[str]], log: Path) -> list[str]:
+    """The next line of every worker: the barrier of a round. A worker answers one line per
+    order, so nothing is left in a pipe's buffer when `select` waits on it."""
+    lines = []
+    for proc in procs:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], HANG)
+        line = proc.stdout.readline() if ready else ""
+        if not line:
+            pytest.fail(f"a worker stopped answering: {log.read_text()}")
+        lines.append(line.strip())
+    return lines
 
 
 def _count(engine: Engine, sql: str) -> int:
@@ -159,26 +178,39 @@ def test_s2_two_processes_append_audit_and_consents_without_loss(
         engine.dispose()
 
 
+def _run_workers(settings: Settings, subjects: list[str]) -> list[dict[str, bool]]:
+    """Start the workers, lead them through the rounds, and return what each decides at the end."""
+    log = settings.var_dir.parent / "workers.log"
+    with log.open("w") as stderr:
+        procs = [_start(settings, i, subjects, stderr) for i in range(WORKERS)]
+        try:
+            assert _answers(procs, log) == ["ready"] * WORKERS
+            for k in range(EVENTS):
+                _order(procs, f"event {k}")
+                assert _answers(procs, log) == [f"done {k}"] * WORKERS
+            _order(procs, "final")
+            seen_by_workers = [json.loads(line) for line in _answers(procs, log)]
+            codes = [proc.wait(HANG) for proc in procs]
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                for pipe in (proc.stdin, proc.stdout):
+                    if pipe is not None:
+                        pipe.close()
+    assert codes == [0] * WORKERS, log.read_text()
+    assert "Traceback" not in log.read_text()
+    return seen_by_workers
+
+
 def _run_and_check(
     settings: Settings, engine: Engine, subjects: list[str], public_key: bytes
 ) -> None:
     before = _count(engine, "SELECT COUNT(*) FROM audit_records")
     assert before == SUBJECTS  # one record per registration
 
-    barrier = settings.var_dir.parent / "barrier"
-    barrier.mkdir()
-    procs = [_start(settings, i, subjects, barrier) for i in range(WORKERS)]
-    try:
-        outputs = [p.communicate(timeout=120) for p in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-    for proc, (_out, err) in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, err
-        assert "Traceback" not in err, err
-    seen_by_workers = [json.loads(out) for out, _ in outputs]
+    seen_by_workers = _run_workers(settings, subjects)
 
     # The consent ledger: every event once, in a unique order.
     total_events = WORKERS * EVENTS
@@ -199,7 +231,7 @@ def _run_and_check(
             )
         ).scalars()
         switches = sum(a != b for a, b in pairwise(writers))
-    assert switches >= 10, "the workers did not run at the same time"
+    assert switches >= EVENTS, "each round holds one write of each worker"
     # Every consent write bumps its subject's state version once: no bump is lost to a race.
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT id, state_version FROM subjects"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +14,15 @@ from rich.table import Table
 
 from piguard.kernel.errors import PolicyFileError
 from piguard.policies import bundled_policy_path
+from piguard.policy.coverage import (
+    ClauseCoverage,
+    CoverageReport,
+    Evidence,
+    Verdict,
+    evidence_from_document,
+    judge,
+    parse_known_gaps,
+)
 from piguard.policy.coverage import coverage as clause_coverage
 from piguard.policy.diff import diff_policies
 from piguard.policy.language import load_policy
@@ -84,32 +94,87 @@ def coverage(
     tests: Annotated[Path, typer.Option(help="Folder of tests to read names from.")] = Path(
         "tests"
     ),
+    evidence: Annotated[
+        Path | None,
+        typer.Option(help="Clause evidence a pytest run wrote (.pytest-clause-evidence.json)."),
+    ] = None,
+    known_gaps: Annotated[
+        Path | None, typer.Option(help="Clauses known to be uncovered, one `ID  why` a line.")
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="Print only problems and the summary.")] = False,
 ) -> None:
-    """Clause → rules → tests; exits 1 if a clause has neither a rule nor a test."""
+    """Clause → rules → tests. With --evidence, a clause is covered only through a test named for
+    it that reached the engine or a service; exits 1 if one is uncovered and not a known gap, or
+    a known gap is covered now. Without it, exits 1 if a clause has no rule."""
     policy = _load(file)
     names = collect_test_names(tests) if tests.is_dir() else []
-    report = clause_coverage(policy, names)
+    gaps = parse_known_gaps(_read(known_gaps)) if known_gaps is not None else {}
+    report = clause_coverage(policy, names, _evidence(evidence) if evidence else None)
+    verdict = judge(report, gaps)
     if not quiet:
-        table = Table(title=f"clause coverage of {policy.key}")
-        for col in ("clause", "rules", "tests", "status"):
-            table.add_column(col)
-        for row in report.rows:
-            status = "[green]ok[/green]" if row.covered else "[red]uncovered[/red]"
-            if row.covered and not row.tests:
-                status = "[yellow]no test[/yellow]"
-            table.add_row(row.clause, str(len(row.rules)), str(len(row.tests)), status)
-        console.print(table)
-    tested = len(report.rows) - len(report.untested)
-    console.print(
-        f"{len(report.rows)} clauses · {len(report.rows) - len(report.uncovered)} covered · "
-        f"{tested} with tests"
-    )
-    if report.uncovered:
-        console.print(
-            f"[red]{len(report.uncovered)} uncovered:[/red] {', '.join(report.uncovered)}"
-        )
+        console.print(_coverage_table(policy, report, verdict))
+    _summary(report, verdict)
+    if not verdict.passed:
         raise typer.Exit(1)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        errors.print(f"cannot read {path}: {exc.strerror}", soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _evidence(path: Path) -> Evidence:
+    try:
+        return evidence_from_document(json.loads(_read(path)))
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        errors.print(f"{path}: {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _coverage_table(policy: Policy, report: CoverageReport, verdict: Verdict) -> Table:
+    table = Table(title=f"clause coverage of {policy.key}")
+    for col in ("clause", "rules", "tests", "proving", "status"):
+        table.add_column(col)
+    for row in report.rows:
+        proving = "-" if row.proving is None else str(len(row.proving))
+        status = _status(row, verdict)
+        table.add_row(row.clause, str(len(row.rules)), str(len(row.tests)), proving, status)
+    return table
+
+
+def _status(row: ClauseCoverage, verdict: Verdict) -> str:
+    if row.clause in verdict.stale:
+        return "[red]known gap, covered now[/red]"
+    if row.clause in verdict.excused:
+        return "[yellow]known gap[/yellow]"
+    if not row.covered:
+        return "[red]uncovered[/red]"
+    return "[green]ok[/green]" if row.proving is not None else "rules only"
+
+
+def _summary(report: CoverageReport, verdict: Verdict) -> None:
+    total, covered = len(report.rows), len(report.rows) - len(report.uncovered)
+    if report.measured:
+        console.print(f"{total} clauses · {covered} covered (tested through an entry point)")
+    else:
+        console.print(
+            f"{total} clauses · {covered} implemented by rules · tests not measured "
+            "(run pytest, then pass --evidence .pytest-clause-evidence.json)"
+        )
+    if verdict.excused:
+        console.print(
+            f"[yellow]{len(verdict.excused)} known gaps:[/yellow] {', '.join(verdict.excused)}"
+        )
+    if verdict.failing:
+        console.print(f"[red]{len(verdict.failing)} uncovered:[/red] {', '.join(verdict.failing)}")
+    if verdict.stale:
+        console.print(
+            f"[red]{len(verdict.stale)} known gaps no longer hold (covered, or no such clause);"
+            f" remove them from the list:[/red] {', '.join(verdict.stale)}"
+        )
 
 
 @app.command()

@@ -17,6 +17,7 @@ from piguard.policy.model import (
     Policy,
     RetentionTrigger,
 )
+from piguard.sharing.registry import RecipientRegistry
 
 PAYMENT = Actor(ActorKind.SERVICE, "payment_service")
 COMPLAINTS = Actor(ActorKind.SERVICE, "complaints_liaison_service", case_reference="消保-2026-001")
@@ -174,3 +175,57 @@ def test_def1_affiliates_are_preregistered_with_agreements(policy: Policy) -> No
     affiliates = [r for r in policy.recipients.values() if r.type == "affiliate"]
     assert {"ant_financial", "mybank"} <= {r.id for r in affiliates}
     assert all(r.agreement and r.assessed and r.region == "CN" for r in affiliates)
+
+
+def test_c2_2_a_transfer_collects_the_payees_data_as_another_subjects(
+    engine: DecisionEngine, policy: Policy
+) -> None:
+    payee = tuple(policy.purposes["transfer"].required)
+    d = engine.decide(DecisionRequest(Action.COLLECT, PAYMENT, "transfer", payee))
+    assert d.allowed  # contract: no consent asked of the payer
+    assert [r.clause for r in d.reasons] == ["C2.2"]
+    tagged = [c for c in payee if "payee" in policy.categories[c].tags]
+    assert tagged == ["user.payee.account", "user.payee.name"]
+    assert not engine.decide(
+        DecisionRequest(Action.COLLECT, PAYMENT, "transfer", ("user.biometric.face",))
+    ).allowed
+
+
+def test_c6_service_records_are_collected_without_consent_and_refused_to_marketing(
+    engine: DecisionEngine, policy: Policy
+) -> None:
+    records = tuple(sorted(policy.purposes["service_records"].categories))[:3]
+    assert engine.decide(
+        DecisionRequest(Action.COLLECT, PAYMENT, "service_records", records)
+    ).allowed
+    marketing = Actor(ActorKind.SERVICE, "marketing_service")
+    refused = engine.decide(DecisionRequest(Action.READ, marketing, "service_records", records))
+    assert [r.code for r in refused.reasons] == ["no_grant:marketing_service:read:service_records"]
+
+
+def test_def1_an_affiliate_receives_only_with_the_subjects_consent_to_it(
+    engine: DecisionEngine,
+) -> None:
+    from piguard.policies import bundled_policy_path
+    from piguard.policy.language import load_policy
+
+    mybank = RecipientRegistry(load_policy(bundled_policy_path())).view("mybank")
+    marketing = Actor(ActorKind.SERVICE, "marketing_service")
+    cats = ("user.behavior.search_history",)
+    scope = scopes.purpose_scope("personalization")
+    state = SubjectState(consents=MappingProxyType(dict.fromkeys((scope,), ConsentType.REGULAR)))
+    to_bank = scopes.recipient_scope("mybank", "personalization")
+    consented = SubjectState(
+        consents=MappingProxyType(dict.fromkeys((scope, to_bank), ConsentType.REGULAR))
+    )
+    refused = engine.decide(
+        DecisionRequest(Action.SHARE, marketing, "personalization", cats, state, recipient=mybank)
+    )
+    allowed = engine.decide(
+        DecisionRequest(
+            Action.SHARE, marketing, "personalization", cats, consented, recipient=mybank
+        )
+    )
+    assert (mybank.type, mybank.registered, mybank.agreement) == ("affiliate", True, True)
+    assert [r.code for r in refused.reasons] == [f"consent_required:{to_bank}"]
+    assert allowed.allowed
