@@ -65,12 +65,6 @@ def test_s2_r4_a_service_cannot_cancel_an_account_with_its_erase_grant(
     assert grantees == {"subject", "privacy_officer"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="DELETE /values requires `categories` (422) although it documents the purpose's own "
-    "categories as the default",
-)
 def test_c7_r3_an_erase_without_categories_removes_only_its_purposes_copies(api: Api) -> None:
     subject = _forest_member(api)
     before = api.held_for(subject)

@@ -116,9 +116,9 @@ def erase(
 def erase_values(
     subject: SubjectDep,
     purpose: Purpose,
-    categories: Annotated[str, Query(pattern=CATEGORY_LIST, max_length=8192)],
     caller: CallerDep,
     piguard: PiguardDep,
+    categories: Categories = None,
 ) -> DeletedOut:
     """Erase the copies that the purpose holds of some categories (by default all it declares);
     copies kept for other purposes stay (R3, C7)."""
