@@ -211,3 +211,83 @@ def test_r1_c1_1_a_second_account_cannot_take_the_first_accounts_id_number(api: 
     assert answer.json()["field"] == ID_NUMBER
     assert first.id_number not in answer.text
     assert stored(api) == rows
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="PATCH /v1/subjects/{id} with purpose identifier_change replaces a phone number "
+    "without the verification evidence that PUT /identifiers, documented as the only path, needs",
+)
+def test_r1_c2_3_identifiers_change_only_through_their_own_route(api: Api) -> None:
+    subject = api.register(new_person())
+    rows = stored(api)
+    body = {"purpose": "identifier_change", "values": {PHONE: new_person().phone}}
+
+    answer = call(api, api.token("account_service"), "PATCH", f"/v1/subjects/{subject}", json=body)
+
+    assert answer.status_code in (403, 422)
+    assert stored(api) == rows
+
+
+# -- the audit log's limits must not cost the subject its rights (R1, R4) -------------------------
+
+
+def _well_stocked(api: Api, policy: Policy) -> tuple[str, str]:
+    """A subject who entered a value for every self-service category it may write."""
+    subject = api.register(new_person())
+    token = own_key(api, subject)
+    purpose = policy.purposes["self_service"]
+    cats = [c for c in purpose.categories if not policy.categories[c].immutable]
+    cats = [c for c in cats if policy.categories[c].change_purpose is None]
+    values = [(c, _filler(policy, c, i)) for i, c in enumerate(sorted(cats))]
+    for start in range(0, len(values), 8):  # in small batches, each under the audit's limit
+        body = {"purpose": "self_service", "values": dict(values[start : start + 8])}
+        answer = call(api, token, "POST", f"/v1/subjects/{subject}/values", json=body)
+        assert answer.status_code == 201, answer.text
+    return subject, token
+
+
+def _filler(policy: Policy, category: str, i: int) -> str:
+    kind = policy.categories[category].validator
+    person = new_person()
+    return {"bank_card": person.bank_account, "cn_mobile": person.phone}.get(kind or "", f"v{i}")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="the audit log refuses a categories list over 800 characters (422): a subject holding "
+    "many categories cannot cancel the account, and a refused erase is a 422, not a 403",
+)
+def test_r4_a_subject_holding_many_categories_can_still_cancel(api: Api, policy: Policy) -> None:
+    subject, token = _well_stocked(api, policy)
+
+    refused = call(api, api.token("forest_service"), "DELETE", f"/v1/subjects/{subject}")
+    cancelled = call(api, token, "DELETE", f"/v1/subjects/{subject}")
+
+    assert refused.status_code == 403, refused.text
+    assert cancelled.status_code == 204, cancelled.text
+    assert api.held_for(subject)["data_keys"] == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="GET /v1/subjects/{id}?purpose=self_service defaults to the purpose's 37 categories, "
+    "over the audit log's 800-character limit: the subject's own full view is a 422",
+)
+def test_r1_the_subjects_default_view_of_itself_is_answered(api: Api) -> None:
+    person = new_person()
+    subject = api.register(person)
+
+    answer = call(
+        api,
+        own_key(api, subject),
+        "GET",
+        f"/v1/subjects/{subject}",
+        params={"purpose": "self_service"},
+    )
+
+    assert answer.status_code == 200, answer.text
+    assert person.id_number in answer.text

@@ -13,6 +13,7 @@ import pytest
 from hostile_support import BIRTH, ID_NUMBER, call, id_born, own_key, reasons, stored
 
 from api.api_support import Api, new_person
+from piguard.kernel.errors import InvalidInput
 
 SPORTS = "purpose:sports"
 ADULT_BIRTH = "1990-01-01"
@@ -125,3 +126,23 @@ def test_m1_another_adults_key_gets_404_like_a_missing_subject(
     # The guardian's own consent still works: the refusals above were about who asked.
     api.as_subject(guardian).grant_for_ward(guardian, minor, SPORTS)
     assert stored(api)["consent_events"] == rows["consent_events"] + 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="api_keys.create issues keys for the guardian role, which piguard should give only "
+    "after checking a recorded link: such a key registers any adult without one",
+)
+def test_m1_the_guardian_role_is_never_issued_as_a_key(api: Api) -> None:
+    adult = api.register(new_person())
+    try:
+        token = api.piguard.api_keys.create("guardian", "claimed guardian", adult).token
+    except InvalidInput:
+        return
+    rows = stored(api)
+
+    answer = call(api, token, "POST", "/v1/subjects", json={"values": new_person().values})
+
+    assert answer.status_code == 403, answer.text
+    assert stored(api) == rows
