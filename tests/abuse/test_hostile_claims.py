@@ -14,7 +14,7 @@ from api.api_support import BANK_ACCOUNT, PHONE, Api, Person, new_person
 from piguard.policy import scopes
 from piguard.policy.decide import DecisionEngine
 from piguard.policy.decision import Actor, DecisionRequest, RecipientView
-from piguard.policy.model import Action, ActorKind
+from piguard.policy.model import Action, ActorKind, Policy
 
 RESERVED_PHONE = "user.financial.bank_reserved_phone"
 PARTICIPATION = "user.behavior.promotion_participation"
@@ -196,28 +196,29 @@ def test_d1_a_disclosure_outside_the_masked_list_cites_the_consent_rule(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="no recipient of type 'public' is registered: over HTTP every disclosure is refused "
-    "SH0 recipient_unregistered before D1's rules are tried, even the masked winners list",
-)
-@pytest.mark.parametrize("recipient", ["public", "the_public"])
 def test_d1_over_http_a_disclosure_outside_the_masked_list_cites_the_consent_rule(
-    api: Api, subject: str, recipient: str
+    api: Api, subject: str, policy: Policy
 ) -> None:
+    [recipient] = [k for k, r in policy.recipients.items() if r.type == "public"]  # registered
+    [winners] = [r for r in policy.outbound if r.action is Action.DISCLOSE and r.masks]
     ask = {"action": "disclose", "purpose": "promotion_winners", "subject_id": subject}
 
     outside = _decide(
         api, "promotions_service", categories=[PARTICIPATION], recipient=recipient, **ask
     )
-    masked = _decide(api, "promotions_service", categories=[PHONE], recipient=recipient, **ask)
+    listed = sorted(winners.categories)
+    masked = _decide(api, "promotions_service", categories=listed, recipient=recipient, **ask)
 
     assert outside["reasons"] == [
         {"clause": "D1", "code": "consent_required:disclose:promotion_winners"}
     ]
+    assert outside["effect"] == "deny"
+    assert outside["projection"] == {}
     assert masked["effect"] == "allow"
     assert masked["projection"][PHONE] == {"kind": "masked", "operator": "keep_ends(3,4)"}
+    assert masked["projection"] == {
+        c: {"kind": "masked", "operator": winners.masks[c]} for c in listed
+    }
 
 
 def test_r2_the_subjects_own_key_cannot_decide_for_another_subject(api: Api, subject: str) -> None:

@@ -25,11 +25,13 @@ The oracle, exactly:
 The requests give the engine everything a rule could ask for, so that only the grant and the rule
 decide: an adult subject holding, as separate consents, every scope the purpose or the route could
 need; the case reference (and requesting authority) a grant, rule or exemption demands; a legal
-hold where a grant reads held data; an authorisation covering the route's categories; a recipient
-that satisfies its type and rule (a registered one of the policy when there is one). Categories
-are the grant's (∩ the rule's for outbound actions), minus what a write may not touch: immutable
-categories (except in a registration variant, `registration=True`, for collect under the
-registration purpose) and identifiers outside their own change purpose.
+hold where a grant reads held data; the verification reference (`evidence`) that a write (collect
+or update) under an identifier's change purpose, the `change_purpose` of some category, rests on
+(R1); an authorisation covering the route's categories; a recipient that satisfies its type and
+rule (a registered one of the policy when there is one). Categories are the grant's (∩ the rule's
+for outbound actions), minus what a write may not touch: immutable categories (except in a
+registration variant, `registration=True`, for collect under the registration purpose) and
+identifiers outside their own change purpose.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from piguard.policy.model import (
 UNKNOWN_ROLE = "unknown_role"
 UNDECLARED_PURPOSE = "undeclared_purpose"
 CASE = "case-2026-0001"
+EVIDENCE = "sms-otp:2026-0001"
 AUTHORITY = "pboc"
 _ADULT = 30
 _SOME_CATEGORY = "user.name"
@@ -196,6 +199,13 @@ def writable(policy: Policy, purpose: str, categories: frozenset[str]) -> tuple[
     )
 
 
+def needs_evidence(policy: Policy, action: Action, purpose: str) -> bool:
+    """Whether a write rests on a verification: collect or update under a change purpose (R1)."""
+    return action in (Action.COLLECT, Action.UPDATE) and any(
+        c.change_purpose == purpose for c in policy.categories.values()
+    )
+
+
 def matrix(policy: Policy) -> list[Case]:
     """Every case of the matrix, actor by actor."""
     return [case for actor in actors(policy) for case in cases(policy, actor)]
@@ -226,7 +236,8 @@ def _role_cases(
         actor = replace(actor, case_reference=CASE)
     if grant.reads_held_data:
         state = replace(state, legal_hold=True)
-    base = DecisionRequest(action, actor, purpose, (), state)
+    evidence = EVIDENCE if needs_evidence(policy, action, purpose) else None
+    base = DecisionRequest(action, actor, purpose, (), state, evidence=evidence)
     if action in OUTBOUND_ACTIONS:
         found = routes(policy, action, purpose, role, grant.categories)
         if not found:
@@ -332,7 +343,8 @@ def _refused(
     known_grant: bool = False,
 ) -> Case:
     """A triple the policy does not allow, asked as generously as possible (a case reference,
-    a legal hold, a recipient that satisfies everything) so that only the grant can refuse it."""
+    a legal hold, a verification reference, a recipient that satisfies everything) so that only
+    the grant can refuse it."""
     cats = _any_categories(policy, purpose)
     any_route = next(
         iter(routes(policy, action, purpose, role, frozenset(policy.categories))), None
@@ -345,6 +357,7 @@ def _refused(
         cats,
         replace(state, legal_hold=True),
         recipient=recipient if action in OUTBOUND_ACTIONS else None,
+        evidence=EVIDENCE,
     )
     code = None
     if purpose not in policy.purposes:

@@ -125,6 +125,8 @@ def _needs(case: Case) -> list[str]:
         found.append("case_reference")
     if req.subject.legal_hold:
         found.append("legal_hold")
+    if req.evidence:
+        found.append("evidence")
     if req.registration:
         found.append("registration")
     return found
@@ -147,6 +149,8 @@ def test_c8_r4_r1_what_the_oracle_supplies_is_needed(
         req = replace(req, actor=replace(req.actor, case_reference=None))
     elif need == "legal_hold":
         req = replace(req, subject=replace(req.subject, legal_hold=False))
+    elif need == "evidence":
+        req = replace(req, evidence=None)
     else:
         req = replace(req, registration=False)
 
@@ -157,6 +161,8 @@ def test_c8_r4_r1_what_the_oracle_supplies_is_needed(
     if need == "registration":  # outside registration, R1 protects every field written there
         assert reason.clause == "R1"
         assert reason.code.startswith(("immutable:", "identifier_change_required:"))
+    elif need == "evidence":  # a write under a change purpose rests on a verification (R1)
+        assert (reason.clause, reason.code) == ("R1", f"verification_required:{case.purpose}")
     else:
         assert reason.code == {"case_reference": "case_reference_required"}.get(
             need, "no_legal_hold"
@@ -165,4 +171,4 @@ def test_c8_r4_r1_what_the_oracle_supplies_is_needed(
 
 def test_c8_r4_r1_the_preconditions_are_tried(policy: Policy) -> None:
     tried = Counter(need for _, need in (p.values for p in _PRECONDITIONS))
-    assert set(tried) == {"case_reference", "legal_hold", "registration"}
+    assert set(tried) == {"case_reference", "legal_hold", "registration", "evidence"}
