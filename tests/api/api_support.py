@@ -1,7 +1,8 @@
 """Support for the API tests: synthetic people, and `Api`, a handle on a running server.
 
 Identifiers are computed, never real: resident ID numbers with an ISO 7064 MOD 11-2 check digit,
-mobile numbers 1380013xxxx, Luhn-valid card numbers, emails at example.com.
+mobile numbers 1380013xxxx, Luhn-valid card numbers, emails at example.com. `valid_value` gives a
+value of the right format for any category, from the validator the policy names for it.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from types import MappingProxyType
+from typing import Final
 
 import httpx
 import uvicorn
@@ -23,6 +26,8 @@ from starlette.types import ASGIApp
 
 from piguard.bootstrap import Piguard
 from piguard.client import PiguardClient
+from piguard.policy.model import Policy
+from piguard.vault.validators import DEFAULT
 
 NAME = "user.name"
 ID_NUMBER = "user.government_id.national_identification_number"
@@ -65,6 +70,46 @@ def luhn_card(n: int) -> str:
 
 def mobile(n: int) -> str:
     return f"1380013{n % 10000:04d}"
+
+
+def _birth(n: int) -> str:
+    return (date(1980, 1, 1) + timedelta(days=n % 7000)).isoformat()
+
+
+# One valid value per validator of `vault.validators`, varied by n where the format allows
+# (test_r1_the_tests_values_are_valid_for_every_validator keeps the two registries in step).
+SAMPLES: Final[Mapping[str, Callable[[int], str]]] = MappingProxyType(
+    {
+        "text": lambda n: f"测试文本{n}\n第二行",
+        "line": lambda n: f"北京市东城区测试路{n}号",
+        "name": lambda n: f"测试{n}",
+        "token": lambda n: f"tok-{n}",
+        "blob_reference": lambda n: f"oss://test/{n}.png",
+        "account_number": lambda n: f"ACC-{n:06d}",
+        "gender": lambda n: ("male", "female")[n % 2],
+        "verification_result": lambda n: "pass",
+        "country": lambda n: ("CN", "HK", "SG")[n % 3],
+        "birth_date": _birth,
+        "document_expiry": lambda n: f"{2030 + n % 20}-12-31",
+        "past_time": lambda n: f"2024-05-01T08:{n % 60:02d}:00+08:00",
+        "amount": lambda n: f"{n % 100_000}.50",
+        "count": str,
+        "credit_score": lambda n: str(350 + n % 600),
+        "geo_point": lambda n: f"39.{n % 10_000:04d},116.4074",
+        "ip_address": lambda n: f"192.0.2.{n % 256}",
+        "cn_resident_id": resident_id,
+        "cn_mobile": mobile,
+        "cn_phone": mobile,
+        "bank_card": luhn_card,
+        "email": lambda n: f"user{n}@example.com",
+        "login_name": lambda n: f"login{n}@example.com",
+    }
+)
+
+
+def valid_value(policy: Policy, category: str, n: int) -> str:
+    """A value of `category` that its validator (in `policy`) accepts; `n` varies it."""
+    return SAMPLES[policy.categories[category].validator or DEFAULT](n)
 
 
 @dataclass(frozen=True)
@@ -175,6 +220,18 @@ class Api:
                 (seq,),
             ).fetchall()
         return [(str(a), str(p), str(e), str(d)) for a, p, e, d in rows]
+
+    def records_since(self, seq: int) -> list[dict[str, str]]:
+        """Every field but the hashes of the audit records after `seq`, after a flush."""
+        self.piguard.audit.flush()
+        with _readonly(self.var_dir / "piguard.db") as db:
+            db.row_factory = sqlite3.Row
+            rows = db.execute(
+                "SELECT actor, action, purpose, subject, categories, effect, clauses, detail "
+                "FROM audit_records WHERE seq > ? ORDER BY seq",
+                (seq,),
+            ).fetchall()
+        return [dict(row) for row in rows]
 
     def audit_head(self) -> int:
         self.piguard.audit.flush()

@@ -8,7 +8,6 @@ with nothing of the request beyond bounded keys; the chain still verifies (`pigu
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -22,8 +21,6 @@ from piguard.bootstrap import build
 from piguard.client import PiguardApiError, PiguardClient
 from piguard.settings import Settings
 from piguard.web.app import create_app
-
-Record = dict[str, str]
 
 
 @pytest.fixture(scope="module")
@@ -46,22 +43,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, Any]
 @pytest.fixture
 def api(served: tuple[Api, Any]) -> Api:
     return served[0]
-
-
-def records_since(api: Api, seq: int) -> list[Record]:
-    """Every field but the hashes of the records after `seq`, after the queue is flushed."""
-    api.piguard.audit.flush()
-    db = sqlite3.connect(f"file:{api.var_dir / 'piguard.db'}?mode=ro", uri=True)
-    db.row_factory = sqlite3.Row
-    try:
-        rows = db.execute(
-            "SELECT actor, action, purpose, subject, categories, effect, clauses, detail "
-            "FROM audit_records WHERE seq > ? ORDER BY seq",
-            (seq,),
-        ).fetchall()
-    finally:
-        db.close()
-    return [dict(row) for row in rows]
 
 
 def cli_verify(api: Api) -> subprocess.CompletedProcess[str]:
@@ -91,7 +72,7 @@ def test_r1_subject_reads_every_own_category_and_the_record_holds_each_key(
 
     assert read["decision"]["effect"] == "allow"
     assert {v["category"] for v in read["values"]} >= {NAME, PHONE}
-    [record] = [r for r in records_since(api, head) if r["subject"] == subject_id]
+    [record] = [r for r in api.records_since(head) if r["subject"] == subject_id]
     assert record["categories"].split(",") == list(keys)
     assert (record["action"], record["effect"], record["purpose"]) == (
         "read",
@@ -111,7 +92,7 @@ def test_s2_every_category_of_the_taxonomy_fits_one_record(api: Api, person: Per
         api.as_role("customer_service_agent").read(subject_id, "customer_service", every)
 
     assert caught.value.status == 403
-    [record] = [r for r in records_since(api, head) if r["subject"] == subject_id]
+    [record] = [r for r in api.records_since(head) if r["subject"] == subject_id]
     assert record["categories"].split(",") == every
     assert record["effect"] == "deny"
 
@@ -155,7 +136,7 @@ def test_s2_another_subjects_key_gets_404_and_each_attempt_is_audited(api: Api) 
     assert (missing.value.status, missing.value.code, missing.value.field) == expected
     assert api.held_for(other) == before  # nothing written, nothing erased
 
-    records = records_since(api, head)
+    records = api.records_since(head)
     label = records[0]["actor"]
     assert label.startswith("subject:subject:key_")
     attempted = {r["detail"]: r for r in records if r["subject"] == other}
@@ -184,7 +165,7 @@ def test_s2_staff_asking_for_a_subject_that_does_not_exist_is_audited(api: Api) 
             api.as_role("customer_service_agent").read(subject_id, "customer_service", [NAME])
         assert caught.value.status == 404
 
-    records = records_since(api, head)
+    records = api.records_since(head)
     assert [(r["detail"], r["action"], r["purpose"]) for r in records] == [
         ("not_found:read", "read", "customer_service")
     ] * 2
@@ -203,7 +184,7 @@ def test_s2_unknown_category_keys_are_recorded_bounded_and_sanitised(
         api.as_role("customer_service_agent").read(subject_id, "customer_service", [NAME, long_key])
 
     assert caught.value.status == 403
-    [record] = records_since(api, head)
+    [record] = api.records_since(head)
     name, bounded = record["categories"].split(",")
     assert name == NAME
     assert len(bounded) == MAX_KEY_CHARS
@@ -231,7 +212,7 @@ def test_s2_unauthenticated_requests_are_recorded_in_aggregate(
             assert answer.status_code == 401
     app.state.refusals.flush()
 
-    records = records_since(api, head)
+    records = api.records_since(head)
     first = [r for r in records if r["detail"].startswith("unauthenticated:")]
     more = [
         int(r["detail"].split(":")[1]) for r in records if "unauthenticated_more" in r["detail"]

@@ -3,10 +3,14 @@ allowed, never the value, and nothing written. Through the real HTTP server."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
-from api_support import ID_NUMBER, Api, Person
+from api_support import ID_NUMBER, PHONE, SAMPLES, Api, Person, mobile, valid_value
 
 from piguard.client import PiguardApiError
+from piguard.policy.model import Policy
+from piguard.vault.validators import VALIDATORS, validate
 
 BIRTH_DATE = "user.demographic.date_of_birth"
 GENDER = "user.demographic.gender"
@@ -108,3 +112,14 @@ def test_r1_a_valid_enumeration_is_stored_in_its_normal_form(api: Api, person: P
         GENDER: "female",
         "user.demographic.nationality": "CN",
     }
+
+
+def test_r1_the_tests_values_are_valid_for_every_validator(policy: Policy) -> None:
+    assert set(SAMPLES) == set(VALIDATORS)
+    now = datetime.now(UTC)
+    for name, sample in SAMPLES.items():
+        for n in (0, 7, 123_456_789):
+            validate(name, sample(n), name, now)  # raises InvalidInput if not
+    # A category gets its own validator's value; one that names none is free text.
+    assert valid_value(policy, PHONE, 42) == mobile(42)
+    assert valid_value(policy, "user.behavior.search_history", 1) == SAMPLES["text"](1)
