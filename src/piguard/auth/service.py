@@ -53,7 +53,9 @@ class ApiKeys:
         # (M1): a key for it would be a standing claim to be someone's guardian.
         if found is None or found.kind is ActorKind.RECIPIENT or role == self._guardian_role:
             raise InvalidInput(
-                LocalText(f"策略中没有角色 {role}", f"the policy has no role {role}"),
+                LocalText(
+                    f"不能为角色 {role} 签发密钥", f"no API key can be issued for the role {role}"
+                ),
                 field="role",
                 allowed=", ".join(
                     k
