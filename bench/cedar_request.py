@@ -2,9 +2,10 @@
 
 The context carries the request's own data unchanged, except where Cedar cannot look a key up at
 run time: consents become sets of purposes per scope kind and strength level (`s1` = any consent,
-`s2` = separate), and the subject's consents and authorisation naming the request's recipient are
-joined into `context.recipient`, as a policy enforcement point would fetch them. The subject
-itself is `context.subject`, a reference to its `DataSubject` entity in the store.
+`s2` = separate; `guardian` = the scopes a minor's guardian consented to as well, M1), and the
+subject's consents and authorisation naming the request's recipient are joined into
+`context.recipient`, as a policy enforcement point would fetch them. The subject itself is
+`context.subject`, a reference to its `DataSubject` entity in the store.
 """
 
 from __future__ import annotations
@@ -71,10 +72,13 @@ class RequestTranslator:
             "categories": list(dict.fromkeys(req.categories)),
             "source_purposes": sorted(req.source_purposes),
             "subject": self._subject(req.subject),
+            "registration": req.registration,  # set by the vault's registration only (R1)
         }
         optional = {
             "exemption": req.exemption,
             "case_reference": req.actor.case_reference,
+            "authority": req.actor.authority,
+            "evidence": req.evidence,
             "region": req.region,
             "at": None if req.at is None else micros(req.at),
         }
@@ -95,9 +99,9 @@ class RequestTranslator:
 def _subject_record(st: SubjectState) -> dict[str, Any]:
     """A `SubjectState` as entity attributes (`age` only when known)."""
     record: dict[str, Any] = {
-        "consents": {k: _levels(_purposes(st.consents, p)) for k, p in _SUBJECT_SCOPES.items()},
+        "consents": {k: _levels(st, p) for k, p in _SUBJECT_SCOPES.items()},
         "settings": dict(st.settings),
-        "guardian_consent": scopes.SERVICE in st.guardian_consents,
+        "guardian_service": scopes.SERVICE in st.guardian_consents,
         "guardian_objection": st.guardian_objection,
         "legal_hold": st.legal_hold,
         "closed": st.closed,
@@ -118,9 +122,15 @@ def _purposes(consents: Mapping[str, ConsentType], prefix: str) -> dict[str, int
     }
 
 
-def _levels(strengths: Mapping[str, int]) -> dict[str, list[str]]:
-    """{"s1": purposes with any consent, "s2": purposes with at least separate consent, …}."""
-    return {f"s{lv}": sorted(p for p, s in strengths.items() if s >= lv) for lv in LEVELS}
+def _levels(st: SubjectState, prefix: str) -> dict[str, list[str]]:
+    """{"s1": purposes with any consent, "s2": purposes with at least separate consent, …,
+    "guardian": purposes whose scope a guardian consented to} for the scopes of `prefix`."""
+    strengths = _purposes(st.consents, prefix)
+    levels = {f"s{lv}": sorted(p for p, s in strengths.items() if s >= lv) for lv in LEVELS}
+    levels["guardian"] = sorted(
+        scope[len(prefix) :] for scope in st.guardian_consents if scope.startswith(prefix)
+    )
+    return levels
 
 
 def _recipient(rec: RecipientView, st: SubjectState) -> dict[str, Any]:
@@ -138,11 +148,12 @@ def _recipient(rec: RecipientView, st: SubjectState) -> dict[str, Any]:
         "active": rec.active,
         "risk_flag": rec.risk_flag,
         "consents": {
-            "share": _levels(_purposes(st.consents, scopes.recipient_scope(rec.id, ""))),
-            "share_type": _levels(
-                _purposes(st.consents, scopes.recipient_type_scope(rec.type, ""))
-            ),
-            "transfer": {f"s{lv}": strength >= lv for lv in LEVELS},
+            "share": _levels(st, scopes.recipient_scope(rec.id, "")),
+            "share_type": _levels(st, scopes.recipient_type_scope(rec.type, "")),
+            "transfer": {
+                **{f"s{lv}": strength >= lv for lv in LEVELS},
+                "guardian": scopes.transfer_scope(rec.id) in st.guardian_consents,
+            },
         },
     }
     if rec.bound_policy is not None:

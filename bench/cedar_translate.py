@@ -1,11 +1,13 @@
 """The engine's compiled tables as AWS Cedar policies and entities, for a like-for-like baseline.
 
 Cedar has no string concatenation and no dynamic record keys, so the request side
-(`cedar_request`) groups the subject's consents by kind and strength into sets of purposes, and
-joins the consents and authorisation that name the request's recipient into `context.recipient`.
-Everything else is the engine's own data, unchanged. The mapping:
+(`cedar_request`) groups the subject's consents by kind and strength into sets of purposes (with,
+beside each, the scopes a minor's guardian consented to), and joins the consents and authorisation
+that name the request's recipient into `context.recipient`. Everything else is the engine's own
+data, unchanged. The mapping:
 
-- each local grant (role, action, purpose) → one `permit`, the principal typed by actor kind;
+- each local grant (role, action, purpose) → one `permit`, the principal typed by actor kind
+  (an `erase_subject` names no categories: the whole subject goes);
 - each outbound rule × recipient type → one `permit` over the rule's purposes, for a principal
   whose role entity lists the purpose under the action, or for the recipient itself;
 - what a role's outbound grant demands before any rule (the engine's `_outbound_grant_checks`:
@@ -14,10 +16,13 @@ Everything else is the engine's own data, unchanged. The mapping:
 - what a purpose demands when a recipient itself asks (the compiled `recipient_checks`:
   categories declared by the purpose, restriction, U3 on a read, settings gates on sharing) → one
   `forbid … unless` per purpose that some sharing rule lists;
-- what every allowed answer needs (a known exemption; some data, unless erasing) → two `forbid`s.
+- what every allowed answer needs → global `forbid`s: a known exemption, and for each exemption
+  its roles, purposes, case reference and requesting authority (C8); some data, unless erasing a
+  whole subject (V1); a minor's guardian's consent to the service and no objection (M1).
 
-Entities: one per role (its outbound grants' purposes as attributes), one per purpose (member of
-the rule groups that list it), constant category sets, and one `DataSubject` per subject snapshot.
+Entities: one per role (its outbound grants' purposes as attributes, a member of the exemptions
+that name it), one per purpose (a member of the rule groups that list it and of the exemptions
+that name it), constant category sets, and one `DataSubject` per subject snapshot.
 """
 
 from __future__ import annotations
@@ -44,14 +49,14 @@ from piguard.policy.model import (
 KIND_TYPE = {kind: kind.value.capitalize() for kind in ActorKind}
 LEVELS = tuple(sorted(set(CONSENT_STRENGTH.values())))
 HAS_CASE = '(context has case_reference && context.case_reference != "")'
-REGION = (
-    '(if context has region && context.region != ""'
-    " then context.region else context.recipient.region)"
-)
+HAS_AUTHORITY = '(context has authority && context.authority != "")'
+HAS_EVIDENCE = '(context has evidence && context.evidence != "")'
 SUBJECT = "context.subject"
 RECIPIENT = "context.recipient"
 _PURPOSE = "context.purpose"
 _OUTBOUND_KINDS = ("share", "transfer", "disclose")
+_ERASURES = (Action.ERASE, Action.ERASE_SUBJECT)
+_WRITES = (Action.COLLECT, Action.UPDATE)
 _INLINE_SET = 3  # longer sets are entity attributes, parsed once with the store
 
 
@@ -100,7 +105,8 @@ def translate_policy(policy: Policy) -> CedarPolicy:
 
 
 def _role_entities(tables: Tables) -> list[dict[str, Any]]:
-    """One entity per role, listing the purposes of each outbound grant as attributes."""
+    """One entity per role, listing the purposes of each outbound grant as attributes, a member
+    of each exemption that names the role (C8)."""
     granted: dict[tuple[ActorKind, str], dict[str, list[dict[str, Any]]]] = {}
     for role in tables.policy.roles.values():
         if role.kind is not ActorKind.RECIPIENT:
@@ -110,8 +116,23 @@ def _role_entities(tables: Tables) -> list[dict[str, Any]]:
             ref = {"__entity": {"type": "Purpose", "id": purpose}}
             granted[(g.kind, role_key)][action.value].append(ref)
     return [
-        {"uid": {"type": KIND_TYPE[kind], "id": key}, "attrs": attrs, "parents": []}
+        {
+            "uid": {"type": KIND_TYPE[kind], "id": key},
+            "attrs": attrs,
+            "parents": _exemptions_naming(tables.policy, role=key),
+        }
         for (kind, key), attrs in granted.items()
+    ]
+
+
+def _exemptions_naming(
+    policy: Policy, role: str | None = None, purpose: str | None = None
+) -> list[dict[str, str]]:
+    """The `Exemption` entities that name this role, or this purpose (their parents)."""
+    return [
+        {"type": "Exemption", "id": e.code}
+        for e in policy.exemptions.values()
+        if role in e.roles or purpose in e.purposes
     ]
 
 
@@ -124,11 +145,8 @@ class _Translator:
         self.sets: dict[tuple[str, ...], str] = {}
         self.groups: dict[str, list[str]] = {}  # purpose -> the rule groups that list it
         minors = policy.minors
-        op = ">" if minors.inclusive else ">="
-        self.adult_or_guardian = (
-            f"(!({SUBJECT} has age) || {SUBJECT}.age {op} {minors.age_threshold}"
-            f" || {SUBJECT}.guardian_consent)"
-        )
+        adult_age = minors.age_threshold + 1 if minors.inclusive else minors.age_threshold
+        self.minor = f"({SUBJECT} has age && {SUBJECT}.age < {adult_age})"
 
     def statements(self) -> Iterator[str]:
         yield from self._global_forbids()
@@ -154,13 +172,15 @@ class _Translator:
             {"uid": {"type": "Set", "id": name}, "attrs": {"v": list(items)}, "parents": []}
             for items, name in self.sets.items()
         ]
+        named = {p for e in self.policy.exemptions.values() for p in e.purposes}
         purposes = [
             {
                 "uid": {"type": "Purpose", "id": purpose},
                 "attrs": {},
-                "parents": [{"type": "RuleGroup", "id": g} for g in groups],
+                "parents": [{"type": "RuleGroup", "id": g} for g in self.groups.get(purpose, [])]
+                + _exemptions_naming(self.policy, purpose=purpose),
             }
-            for purpose, groups in self.groups.items()
+            for purpose in sorted(self.groups.keys() | named)
         ]
         return sets + purposes
 
@@ -174,39 +194,104 @@ class _Translator:
         return f"{uid('Set', name)}.v"
 
     def _global_forbids(self) -> Iterator[str]:
-        exemptions = self.policy.exemptions.values()
-        free = [e.code for e in exemptions if not e.needs_case_reference]
-        cased = [e.code for e in exemptions if e.needs_case_reference]
-        known = [f"{lits(free)}.contains(context.exemption)"]
-        if cased:
-            known.append(f"({lits(cased)}.contains(context.exemption) && {HAS_CASE})")
+        yield from self._exemption_forbids()
         yield (
-            "// C8: a known exemption, with a case reference where it needs one\n"
+            "// V1: nothing personal is touched, so nothing is allowed (a whole subject's erasure"
+            " names no categories)\n"
             "forbid (principal, action, resource)\n"
-            f"when {{ context has exemption && !({' || '.join(known)}) }};"
+            "when { context.categories.isEmpty()"
+            f" && action != {uid('Action', Action.ERASE_SUBJECT.value)} }};"
         )
+        yield self._minor_forbid()
+
+    def _exemption_forbids(self) -> Iterator[str]:
+        """C8: a known exemption, claimed by a role it names for a purpose it names, with a case
+        reference and the requesting authority where it needs them. Role and purpose entities
+        are members of the exemptions that name them."""
+        exemptions = self.policy.exemptions.values()
         yield (
-            "// V1: nothing personal is touched, so nothing is allowed (erasure excepted)\n"
+            "// C8: only the exemptions the policy names\n"
             "forbid (principal, action, resource)\n"
-            f"when {{ context.categories.isEmpty() && action != {uid('Action', 'erase')} }};"
+            "when { context has exemption"
+            f" && !{lits(e.code for e in exemptions)}.contains(context.exemption) }};"
+        )
+        for e in exemptions:
+            ref = uid("Exemption", e.code)
+            needs = [f"principal in {ref}", f"resource in {ref}"]
+            if e.needs_case_reference:
+                needs.append(HAS_CASE)
+            if e.needs_authority:
+                needs.append(HAS_AUTHORITY)
+            wants = ", ".join(
+                w
+                for w, on in (
+                    ("its roles and purposes", True),
+                    ("a case reference", e.needs_case_reference),
+                    ("the requesting authority", e.needs_authority),
+                )
+                if on
+            )
+            body = "\n  && ".join(needs)
+            yield (
+                f"// C8 {e.code}: {wants}\n"
+                "forbid (principal, action, resource)\n"
+                f"when {{ context has exemption && context.exemption == {lit(e.code)} }}\n"
+                f"unless {{\n  {body}\n}};"
+            )
+
+    def _minor_forbid(self) -> str:
+        """M1 (the engine's `_minor_denial`): a minor uses the service only with a guardian's
+        consent to it as a whole and no guardian's objection; erasure always remains possible,
+        and what the law makes us keep may still be used, never collected anew."""
+        kept = [k for k, p in self.policy.purposes.items() if p.basis is Basis.LEGAL_OBLIGATION]
+        erasures = ", ".join(uid("Action", a.value) for a in _ERASURES)
+        exceptions = [f"action in [{erasures}]"]
+        if kept:
+            exceptions.append(
+                f"({self._set(kept)}.contains({_PURPOSE})"
+                f" && action != {uid('Action', Action.COLLECT.value)})"
+            )
+        return (
+            "// M1: a minor, without the guardian's consent to the service or against their"
+            " objection\n"
+            "forbid (principal, action, resource)\n"
+            f"when {{ {self.minor}\n"
+            f"  && ({SUBJECT}.guardian_objection || !{SUBJECT}.guardian_service) }}\n"
+            f"unless {{ {' || '.join(exceptions)} }};"
         )
 
     def _local_checks(self, g: CompiledGrant) -> list[str]:
-        """Categories (known, declared, granted, mutable for updates), case, hold, closed."""
-        known = self.policy.categories
-        allowed = {
-            c
-            for c in g.categories & g.purpose.categories & known.keys()
-            if not (g.action is Action.UPDATE and known[c].immutable)
-        }
-        checks = [f"{self._set(allowed)}.containsAll(context.categories)"]
+        """Categories (known, declared, granted; R1 for writes), case, verification, hold,
+        closed."""
+        checks = [] if g.action is Action.ERASE_SUBJECT else self._local_categories(g)
         if g.grant.needs_case_reference:
             checks.append(HAS_CASE)
+        if g.needs_evidence:
+            checks.append(f"{HAS_EVIDENCE} // R1: the verification a change rests on")
         if g.grant.reads_held_data:
             checks.append(f"{SUBJECT}.legal_hold")
-        elif g.action is not Action.ERASE:
+        elif g.action not in _ERASURES:
             checks.append(f"!{SUBJECT}.closed")
         return checks + self._purpose_checks(g, lit(g.purpose.key))
+
+    def _local_categories(self, g: CompiledGrant) -> list[str]:
+        """Every category known, declared by the purpose and granted; for a write, R1: the
+        immutable ones, and identifiers outside their own change purpose, at registration only."""
+        known = self.policy.categories
+        allowed = g.categories & g.purpose.categories & known.keys()
+        checks = [f"{self._set(allowed)}.containsAll(context.categories)"]
+        if g.action in _WRITES:
+            fixed = {
+                c
+                for c in allowed
+                if known[c].immutable or known[c].change_purpose not in (None, g.purpose.key)
+            }
+            if fixed:
+                checks.append(
+                    f"(context.registration || !context.categories.containsAny({self._set(fixed)}))"
+                    " // R1: at registration only"
+                )
+        return checks
 
     def _outbound_grant_checks(self, g: CompiledGrant) -> list[str]:
         """A role's outbound grant, before any rule: the grant's preconditions, every category
@@ -240,9 +325,10 @@ class _Translator:
         query may arrive as a read, which U3 then covers; any gate that hits it denies."""
         checks: list[str] = []
         if g.consent_scope is not None:
-            have = f"{SUBJECT}.consents.purpose.s{g.consent_strength}.contains({purpose})"
-            checks.append(self._consent(have, purpose))
-        if g.action is not Action.ERASE and g.purpose.basis is not Basis.LEGAL_OBLIGATION:
+            consents = f"{SUBJECT}.consents.purpose"
+            have = f"{consents}.s{g.consent_strength}.contains({purpose})"
+            checks.append(self._consent(have, f"{consents}.guardian.contains({purpose})", purpose))
+        if g.action not in _ERASURES and g.purpose.basis is not Basis.LEGAL_OBLIGATION:
             checks.append(f"!{SUBJECT}.restricted.contains({purpose})")
         if g.action in (Action.READ, Action.UPDATE):
             checks.append(self._purpose_limitation(g, purpose))
@@ -272,12 +358,12 @@ class _Translator:
         options.append(f"{SUBJECT}.consents.purpose.s{LEVELS[0]}.contains({purpose})")
         return "(" + " || ".join(options) + ")"
 
-    def _consent(self, have: str, purpose: str) -> str:
-        """The engine's consent check, skipped when an exemption is claimed."""
+    def _consent(self, have: str, guardian: str, purpose: str) -> str:
+        """The engine's consent check, skipped when an exemption is claimed: a minor's consent
+        holds only if their guardian consented to the same scope (M1)."""
         parts = (
-            f"!{SUBJECT}.guardian_objection",
             have,
-            self.adult_or_guardian,
+            f"(!{self.minor} || {guardian})",
             f"!{SUBJECT}.pending_reconsent.contains({purpose})",
         )
         return f"(context has exemption || ({' && '.join(parts)}))"
@@ -308,25 +394,42 @@ class _Translator:
             checks.append(f"!{SUBJECT}.closed")
         elif len(duties) < len(purposes):
             checks.append(f"(!{SUBJECT}.closed || {self._set(duties)}.contains({_PURPOSE}))")
+        if rule.basis is Basis.EXEMPTION:
+            checks.append("context has exemption // C8: which, and by whom, the C8 forbids check")
         checks.extend(_requirement(need, cr, self._set) for need in sorted(cr.requires))
         if rule.consent_scope is not None:
-            checks.append(self._consent(_rule_consent(rule.consent_scope, cr.strength), _PURPOSE))
+            have, guardian = _rule_consent(rule.consent_scope, cr.strength)
+            checks.append(self._consent(have, guardian, _PURPOSE))
         checks.append(self._cross_border())
         body = "\n  && ".join(c for c in checks if c)
         head = f"// {rule.id} → {rtype}\npermit (principal, {scope}, resource)"
         return f"{head}\nwhen {{\n  {body}\n}};"
 
     def _cross_border(self) -> str:
+        """S1/SH7: data stays home unless the recipient is abroad or the caller names a region
+        abroad (a claimed region can only make it stricter); then the purpose must be
+        cross-border business, authorised by the subject, with an agreement on file."""
         cb = self.policy.cross_border
+        home = lit(cb.home)
+        domestic = (
+            f"({RECIPIENT}.region == {home} && (!(context has region) || context.region == {home}))"
+        )
         level = CONSENT_STRENGTH[cb.consent_type]
-        needs = [f"{SUBJECT}.consents.cross_border.s{level}.contains({_PURPOSE})"]
+        needs = [
+            f"{self._set(cb.purposes)}.contains({_PURPOSE})",
+            f"{SUBJECT}.consents.cross_border.s{level}.contains({_PURPOSE})",
+        ]
         if Requirement.AGREEMENT in cb.requires:
             needs.append(f"{RECIPIENT}.agreement")
-        return f"({REGION} == {lit(cb.home)} || ({' && '.join(needs)}))"
+        return f"({domestic} || ({' && '.join(needs)})) // S1, SH7"
 
 
 def _statement(effect: str, g: CompiledGrant, keyword: str, checks: list[str]) -> str:
+    what = f"{g.role} {g.action.value} for {g.purpose.key}"
+    if effect == "forbid":
+        what = f"what {g.role}'s {g.action.value} for {g.purpose.key} needs before any rule"
     head = (
+        f"// {', '.join(g.clauses)}: {what}\n"
         f"{effect} (principal == {uid(KIND_TYPE[g.kind], g.role)},"
         f" action == {uid('Action', g.action.value)}, resource == {uid('Purpose', g.purpose.key)})"
     )
@@ -343,17 +446,21 @@ def _rule_groups(tables: Tables) -> Iterator[tuple[CompiledRule, str, list[str]]
     yield from groups.values()
 
 
-def _rule_consent(kind: str, strength: int) -> str:
-    """Where the consent a rule names sits in the context (mirrors the engine's `_rule_scope`)."""
-    if kind == "purpose":
-        return f"{SUBJECT}.consents.purpose.s{strength}.contains({_PURPOSE})"
-    if kind == "recipient":
-        return f"{RECIPIENT}.consents.share.s{strength}.contains({_PURPOSE})"
-    if kind == "recipient_type":
-        return f"{RECIPIENT}.consents.share_type.s{strength}.contains({_PURPOSE})"
-    if kind == "transfer":
-        return f"{RECIPIENT}.consents.transfer.s{strength}"
-    return f"{SUBJECT}.consents.disclose.s{strength}.contains({_PURPOSE})"
+def _rule_consent(kind: str, strength: int) -> tuple[str, str]:
+    """Where the consent a rule names sits in the context, and the guardian's consent to the
+    same scope beside it (mirrors the engine's `_rule_scope`)."""
+    if kind == "transfer":  # one scope per recipient, whatever the purpose
+        consents = f"{RECIPIENT}.consents.transfer"
+        return f"{consents}.s{strength}", f"{consents}.guardian"
+    consents = {
+        "purpose": f"{SUBJECT}.consents.purpose",
+        "recipient": f"{RECIPIENT}.consents.share",
+        "recipient_type": f"{RECIPIENT}.consents.share_type",
+    }.get(kind, f"{SUBJECT}.consents.disclose")
+    return (
+        f"{consents}.s{strength}.contains({_PURPOSE})",
+        f"{consents}.guardian.contains({_PURPOSE})",
+    )
 
 
 def _requirement(

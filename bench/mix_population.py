@@ -1,8 +1,10 @@
 """Seeded subjects and recipients for any policy: the state a realistic request mix runs against.
 
 Subjects have varied consents (most consent-based purposes they use, some separate consents, a
-few outbound flows each with what those flows need), switched-off settings, minors with and without
-a guardian's consent, restrictions, pending re-consents, legal holds and a few closed accounts.
+few outbound flows each with what those flows need, cross-border authorisations mostly for the
+purposes that may leave), switched-off settings, minors with and without a guardian's consent to
+the service and to each of their scopes (and a few guardians' objections), restrictions, pending
+re-consents, legal holds and a few closed accounts.
 
 A subject uses at most `PORTFOLIO` purposes (all of them in a policy that has no more), so what
 one subject holds stays the same size however large the policy: the mix then measures how the
@@ -81,7 +83,8 @@ def flows(tables: Tables, registry: dict[str, list[RecipientView]]) -> list[Flow
     granted = {(action, purpose) for (_, action, purpose) in tables.grants}
     return [
         Flow(action, purpose, rules, rec)
-        for (action, rtype, purpose), rules in tables.outbound.items()
+        # in key order: the table's order follows frozensets, which vary between runs
+        for (action, rtype, purpose), rules in sorted(tables.outbound.items())
         if action is Action.SHARE or (action, purpose) in granted
         for rec in registry.get(rtype, [])
     ]
@@ -128,14 +131,22 @@ def _subject(
 ) -> SubjectState:
     consents = _purpose_consents(policy, uses, rng)
     authorisations: dict[str, Authorisation] = {}
+    cb = policy.cross_border
     for flow in interests:
         needed = flow_scope(flow)
         if needed is not None and rng.random() < 0.9:
             consents[needed[0]] = needed[1] if rng.random() < 0.9 else ConsentType.REGULAR
-        if flow.recipient.region != policy.cross_border.home and rng.random() < 0.8:
-            consents[scopes.cross_border_scope(flow.purpose)] = policy.cross_border.consent_type
+        # S1: a subject authorises cross-border business it starts (going abroad or not, as a
+        # caller may name a region); a few hold an authorisation for a purpose that may not leave
+        foreign = flow.recipient.region != cb.home
+        odds = (0.8 if foreign else 0.3) if flow.purpose in cb.purposes else 0.1
+        if rng.random() < odds:
+            consents[scopes.cross_border_scope(flow.purpose)] = cb.consent_type
         if any(Requirement.AUTHORISATION in cr.requires for cr in flow.rules):
             authorisations[flow.recipient.id] = _authorisation(flow, rng)
+    for key in sorted(uses & cb.purposes):
+        if rng.random() < 0.3:
+            consents[scopes.cross_border_scope(key)] = cb.consent_type
     age = _age(policy, rng)
     minor = age is not None and policy.minors.is_minor(age)
     closed = rng.random() < 0.01
@@ -150,7 +161,7 @@ def _subject(
         },
         authorisations=authorisations,
         age=age,
-        guardian_consents=_guardian_consents(consents, minor and rng.random() < 0.7),
+        guardian_consents=_guardian_consents(consents, rng) if minor else frozenset(),
         guardian_objection=minor and rng.random() < 0.1,
         legal_hold=rng.random() < (0.5 if closed else 0.01),
         closed=closed,
@@ -159,9 +170,15 @@ def _subject(
     )
 
 
-def _guardian_consents(consents: dict[str, ConsentType], given: bool) -> frozenset[str]:
-    """A minor's guardian consented to the service and to every scope the minor holds, or not."""
-    return frozenset({scopes.SERVICE, *consents}) if given else frozenset()
+def _guardian_consents(consents: dict[str, ConsentType], rng: random.Random) -> frozenset[str]:
+    """M1: a minor's guardian mostly consented to the service as a whole, and, scope by scope,
+    to most of what the minor consented to; some consented to scopes but not (or no longer) to
+    the service, some to nothing."""
+    service = rng.random() < 0.7
+    if not service and rng.random() < 0.6:
+        return frozenset()
+    given = {scope for scope in consents if rng.random() < 0.85}
+    return frozenset({scopes.SERVICE, *given} if service else given)
 
 
 def _purpose_consents(

@@ -1,9 +1,13 @@
 """A realistic, seeded request mix for any policy, built from its compiled tables.
 
 Mostly local collect/read/update/erase by service, staff, authority and subject roles on their own
-grants, plus outbound flows (by a granted role or by the recipient itself) to registered
-recipients; and the realistic share of mistakes: categories outside the grant, ungranted or
-unknown purposes, unknown roles, claimed exemptions, purposes other than the data's source.
+grants (a whole subject's erasure naming no categories), plus outbound flows (by a granted role or
+by the recipient itself) to registered recipients, now and then with a claimed region, and with an
+exemption where a rule rests on one; registrations writing the fields that never change, and
+identifier changes through their own purpose or, wrongly, another; and the realistic share of
+mistakes: categories outside the grant, ungranted or unknown purposes, unknown roles, exemptions
+claimed by the roles and for the purposes they name or not, with or without the requesting
+authority, purposes other than the data's source.
 
 Every grant is as likely as any other, so a large policy's requests spread over all of its grants
 (the engine's working set grows with the policy, as it would under traffic that used every rule);
@@ -13,26 +17,42 @@ the subject asked about is one who uses the grant's purpose (`mix_population.POR
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from mix_population import AT, Flow, Person, flows, population, recipients_by_type
 from piguard.policy.compiler import CompiledGrant, Tables, compile_policy
 from piguard.policy.decision import Actor, DecisionRequest, RecipientView, SubjectState
-from piguard.policy.model import OUTBOUND_ACTIONS, Action, ActorKind, Policy, Requirement
+from piguard.policy.model import (
+    OUTBOUND_ACTIONS,
+    Action,
+    ActorKind,
+    Basis,
+    Category,
+    Exemption,
+    Policy,
+    Requirement,
+)
 
 # kind of request → share of the mix
 MIX = {
-    "local": 0.62,
+    "local": 0.57,
     "outbound": 0.20,
+    "cross_border": 0.01,
     "outside_grant": 0.04,
     "source_purpose": 0.04,
     "no_grant": 0.03,
-    "exemption": 0.02,
+    "exemption": 0.03,
+    "registration": 0.02,
+    "identifier_change": 0.01,
     "unknown_purpose": 0.02,
     "unknown_role": 0.02,
     "no_data": 0.01,
 }
+_WRITES = (Action.COLLECT, Action.UPDATE)
+CASE = "CASE-2024-0042"
+EVIDENCE = "VERIFY-2024-0815"  # the verification an identifier change rests on (R1, C2.3)
+AUTHORITY = "PSB Hangzhou"  # the requesting authority an exemption names (C8(1)-(3))
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,19 +86,40 @@ class _Generator:
         people: list[Person],
     ) -> None:
         self.policy, self.rng, self.flows, self.people = policy, rng, all_flows, people
+        # in key order: a compiled table's order follows frozensets, which vary between runs
         self.local = [
             g
-            for (_, action, _), g in tables.grants.items()
+            for (_, action, _), g in sorted(tables.grants.items())
             if action not in OUTBOUND_ACTIONS and g.kind is not ActorKind.RECIPIENT
         ]
-        home = policy.cross_border.home
-        self.foreign = sorted(k for k in policy.regions if k != home) or ["XX"]
+        self.home = policy.cross_border.home
+        self.cross_flows = [f for f in all_flows if f.purpose in policy.cross_border.purposes]
+        self.foreign = sorted(k for k in policy.regions if k != self.home) or ["XX"]
         self.reuse = [g for g in self.local if g.action in (Action.READ, Action.UPDATE)]
+        self.fixed = {g: _fixed(g, policy.categories) for g in self.local}
+        # R1: registration writes what never changes; registering is one purpose's job where
+        # that purpose can, else any collect that can
+        registers = [g for g in self.local if g.action is Action.COLLECT and self.fixed[g]]
+        own = [g for g in registers if g.purpose.key == policy.bindings.registration_purpose]
+        self.registers = own or registers
+        changes = {c.change_purpose for c in policy.categories.values() if c.change_purpose}
+        identifiers = [g for g in self.local if g.action in _WRITES and _identifiers(g, policy)]
+        self.changes = [g for g in identifiers if g.purpose.key in changes]
+        self.other_changes = [g for g in identifiers if g.purpose.key not in changes]
+        # C8: the grants for an exemption's purposes, and those of them its roles hold
+        self.exempt_for = {
+            code: [g for g in self.local if g.purpose.key in e.purposes]
+            for code, e in policy.exemptions.items()
+        }
+        self.exempt = {
+            code: [g for g in grants if g.role in policy.exemptions[code].roles]
+            for code, grants in self.exempt_for.items()
+        }
         self.granted: dict[tuple[str, Action], set[str]] = {}
         for role, action, purpose in tables.grants:
             self.granted.setdefault((role, action), set()).add(purpose)
         self.grantees: dict[tuple[Action, str], list[CompiledGrant]] = {}
-        for (_, action, purpose), g in tables.grants.items():
+        for (_, action, purpose), g in sorted(tables.grants.items()):
             if action in OUTBOUND_ACTIONS:
                 self.grantees.setdefault((action, purpose), []).append(g)
         # who uses each purpose, in population order (everyone, in a policy of few purposes)
@@ -94,10 +135,13 @@ class _Generator:
         self.makers: dict[str, Callable[[], DecisionRequest]] = {
             "local": self._local,
             "outbound": self._outbound,
+            "cross_border": self._cross_border,
             "outside_grant": self._outside_grant,
             "source_purpose": self._source_purpose,
             "no_grant": self._no_grant,
             "exemption": self._exemption,
+            "registration": self._registration,
+            "identifier_change": self._identifier_change,
             "unknown_purpose": lambda: replace(self._local(), purpose="lottery_winnings"),
             "unknown_role": self._unknown_role,
             "no_data": lambda: replace(self._local(), categories=()),
@@ -114,30 +158,66 @@ class _Generator:
         return tuple(self.rng.sample(keys, self.rng.randint(1, min(most, len(keys)))))
 
     def _actor(self, g: CompiledGrant, needs_case: bool) -> Actor:
-        case = "CASE-2024-0042" if needs_case and self.rng.random() < 0.85 else None
+        case = CASE if needs_case and self.rng.random() < 0.85 else None
         return Actor(g.kind, g.role, case)
 
     def _local(self, grants: list[CompiledGrant] | None = None) -> DecisionRequest:
-        """Any grant alike, for a subject who uses its purpose (held data: one under a hold)."""
-        g = self.rng.choice(grants or self.local)
+        """Any grant alike (of `grants`, else of all local ones)."""
+        return self._request(self.rng.choice(grants or self.local))
+
+    def _request(self, g: CompiledGrant) -> DecisionRequest:
+        """A use of the grant, for a subject who uses its purpose (held data: one under a hold).
+        A whole subject's erasure mostly names no categories; a write mostly leaves alone what
+        only registration writes (R1), now and then it tries; a write under an identifier's
+        change purpose mostly names the verification it rests on."""
         key = g.purpose.key
         if g.grant.reads_held_data:
             subject = self.rng.choice(self.held_users[key] or self.held)
         else:
             subject = self.rng.choice(self.users[key] or self.everyone)
+        usable = g.categories & g.purpose.categories
+        if g.action in _WRITES and self.rng.random() < 0.95:
+            usable = usable - self.fixed[g] or usable
+        whole = g.action is Action.ERASE_SUBJECT and self.rng.random() < 0.9
+        verified = g.needs_evidence and self.rng.random() < 0.9
         return DecisionRequest(
             action=g.action,
             actor=self._actor(g, g.grant.needs_case_reference),
             purpose=g.purpose.key,
-            categories=self._sample(g.categories & g.purpose.categories, 4),
+            categories=() if whole else self._sample(usable, 4),
             subject=subject,
             at=AT,
+            evidence=EVIDENCE if verified else None,
         )
+
+    def _registration(self) -> DecisionRequest:
+        """R1: a collect of the fields that never change (and identifiers), mostly as the vault's
+        registration, now and then outside it (denied)."""
+        if not self.registers:
+            return self._local()
+        g = self.rng.choice(self.registers)
+        req = self._request(g)
+        fixed = self._sample(self.fixed[g], 2)
+        return replace(
+            req,
+            categories=tuple(dict.fromkeys((*fixed, *req.categories))),
+            registration=self.rng.random() < 0.9,
+        )
+
+    def _identifier_change(self) -> DecisionRequest:
+        """An identifier (phone, email) written through its change purpose (mostly with the
+        verification it rests on), or through another purpose that declares it (denied, R1)."""
+        right = self.changes and (not self.other_changes or self.rng.random() < 0.6)
+        grants = self.changes if right else self.other_changes
+        if not grants:
+            return self._local()
+        g = self.rng.choice(grants)
+        return replace(self._request(g), categories=self._sample(_identifiers(g, self.policy), 2))
 
     def _outside_grant(self) -> DecisionRequest:
         """One category the grant does not cover: undeclared, ungranted or unknown."""
         g = self.rng.choice(self.local)
-        req = self._local([g])
+        req = self._request(g)
         others = sorted(set(self.policy.categories) - g.categories) or ["user.unknown"]
         return replace(req, categories=(*req.categories, self.rng.choice(others)))
 
@@ -154,10 +234,26 @@ class _Generator:
         return replace(req, purpose=self.rng.choice(others))
 
     def _exemption(self) -> DecisionRequest:
-        req = self._local()
+        """C8: mostly by a role the exemption names for a purpose it names; else for a purpose
+        it names by any role that holds it, or any grant, or a code the policy does not know; a
+        case reference and the requesting authority mostly where the exemption needs them, now
+        and then missing."""
         code = self.rng.choice([*self.policy.exemptions, "made_up"])
-        case = "CASE-7" if self.rng.random() < 0.5 else None
-        return replace(req, exemption=code, actor=replace(req.actor, case_reference=case))
+        exemption = self.policy.exemptions.get(code)
+        roll = self.rng.random()
+        if roll < 0.6:
+            grants = self.exempt.get(code)
+        else:
+            grants = self.exempt_for.get(code) if roll < 0.8 else None
+        req = self._local(grants or None)
+        return replace(req, exemption=code, actor=self._exempt_actor(req.actor, exemption))
+
+    def _exempt_actor(self, actor: Actor, exemption: Exemption | None) -> Actor:
+        needs_case = exemption is not None and exemption.needs_case_reference
+        needs_authority = exemption is not None and exemption.needs_authority
+        case = CASE if self.rng.random() < (0.85 if needs_case else 0.3) else None
+        by = AUTHORITY if self.rng.random() < (0.8 if needs_authority else 0.05) else None
+        return replace(actor, case_reference=case, authority=by)
 
     def _unknown_role(self) -> DecisionRequest:
         req = self._local()
@@ -176,12 +272,32 @@ class _Generator:
         else:
             flow = self.rng.choice(self.flows)
             subject = self.rng.choice(self.users[flow.purpose] or self.everyone)
+        return self._outbound_request(flow, subject, self._claimed_region())
+
+    def _cross_border(self) -> DecisionRequest:
+        """S1: a flow of a cross-border business purpose, abroad by its recipient's region or by
+        the region the caller names, for a subject who uses the purpose."""
+        if not self.cross_flows:
+            return self._outbound()
+        flow = self.rng.choice(self.cross_flows)
+        subject = self.rng.choice(self.users[flow.purpose] or self.everyone)
+        abroad = flow.recipient.region != self.home
+        return self._outbound_request(
+            flow, subject, None if abroad else self.rng.choice(self.foreign)
+        )
+
+    def _outbound_request(
+        self, flow: Flow, subject: SubjectState, region: str | None
+    ) -> DecisionRequest:
         rule = flow.rules[0].rule
         needs_case = any(Requirement.CASE_REFERENCE in cr.requires for cr in flow.rules)
         actor, covered = self._outbound_actor(flow, needs_case)
         cats = self._sample(rule.categories & covered or rule.categories, 3)
         if self.rng.random() < 0.06:
             cats = (*cats, self.rng.choice(sorted(self.policy.categories)))
+        exemption = self._outbound_exemption(flow)
+        if exemption is not None:
+            actor = self._exempt_actor(actor, self.policy.exemptions.get(exemption))
         return DecisionRequest(
             action=flow.action,
             actor=actor,
@@ -189,9 +305,30 @@ class _Generator:
             categories=cats,
             subject=subject,
             recipient=self._recipient_variant(flow),
-            region=self.rng.choice(self.foreign) if self.rng.random() < 0.04 else None,
+            region=region,
+            exemption=exemption,
             at=AT,
         )
+
+    def _outbound_exemption(self, flow: Flow) -> str | None:
+        """Where a rule of the flow rests on an exemption (C8), mostly one that names the
+        flow's purpose, now and then any."""
+        if not any(cr.rule.basis is Basis.EXEMPTION for cr in flow.rules):
+            return None
+        if self.rng.random() < 0.3:
+            return None
+        fits = sorted(k for k, e in self.policy.exemptions.items() if flow.purpose in e.purposes)
+        if fits and self.rng.random() < 0.8:
+            return self.rng.choice(fits)
+        return self.rng.choice([*self.policy.exemptions, "made_up"])
+
+    def _claimed_region(self) -> str | None:
+        """A caller now and then names where the data goes: abroad, or home (which cannot make
+        a transfer abroad look domestic, S1)."""
+        roll = self.rng.random()
+        if roll < 0.04:
+            return self.rng.choice(self.foreign)
+        return self.home if roll < 0.07 else None
 
     def _outbound_actor(self, flow: Flow, needs_case: bool) -> tuple[Actor, frozenset[str]]:
         """Who starts the flow, and the categories it may send: a role those of its grant, a
@@ -201,7 +338,7 @@ class _Generator:
         by_recipient = flow.action is Action.SHARE and (not grantees or self.rng.random() < 0.3)
         if by_recipient:
             declared = self.policy.purposes[flow.purpose].categories
-            case = "CASE-2024-0042" if needs_case and self.rng.random() < 0.85 else None
+            case = CASE if needs_case and self.rng.random() < 0.85 else None
             return Actor(ActorKind.RECIPIENT, flow.recipient.id, case), declared
         g = self.rng.choice(grantees or self.local)
         return self._actor(g, needs_case or g.grant.needs_case_reference), g.categories
@@ -214,3 +351,21 @@ class _Generator:
         if roll < 0.05:
             return replace(flow.recipient, active=False)
         return flow.recipient
+
+
+def _fixed(g: CompiledGrant, categories: Mapping[str, Category]) -> frozenset[str]:
+    """What a write under this grant may touch at registration only (R1): the immutable
+    categories, and identifiers outside their own change purpose."""
+    if g.action not in _WRITES:
+        return frozenset()
+    return frozenset(
+        k
+        for k in g.categories & g.purpose.categories
+        if categories[k].immutable or categories[k].change_purpose not in (None, g.purpose.key)
+    )
+
+
+def _identifiers(g: CompiledGrant, policy: Policy) -> frozenset[str]:
+    """The identifiers (categories with a change purpose) a grant covers."""
+    cats = policy.categories
+    return frozenset(k for k in g.categories & g.purpose.categories if cats[k].change_purpose)

@@ -5,7 +5,9 @@ type, one purpose), so the rule count equals the engine's table entries and, wit
 cent (one more statement per purpose that recipients query), the number of Cedar statements.
 Every engine feature appears at every size: consent, separate consent, settings gates (whole
 purpose, categories, withheld on read, on outbound actions), immutable and sensitive categories,
-case references, held data, exemptions, each consent scope kind, each requirement, cross-border.
+identifiers with their change purpose, case references, held data, a whole subject's erasure,
+exemptions (by role and purpose, one needing the requesting authority) and outbound rules resting
+on them, each consent scope kind, each requirement, cross-border business purposes.
 The make-up is the same at every size too: the shares of lawful bases among purposes, of actor
 kinds among grants (outbound ones included) and of recipient types among outbound rules do not
 depend on the number of rules, so neither does the request mix's shape.
@@ -13,6 +15,7 @@ depend on the number of rules, so neither does the request mix's shape.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator
 
@@ -24,6 +27,14 @@ from piguard.policy.model import Action, ActorKind, Basis, ConsentType, Requirem
 HOME = "cn"
 _CLAUSES = ("G1", "S2", "C4", "C7", "SH0", "SH1", "SH6", "T1", "D1", "S1", "M1", "R4")
 _LOCAL = (Action.COLLECT, Action.READ, Action.READ, Action.UPDATE, Action.ERASE)
+# one wanted grant in this many is the subject's erasure of its whole record under a purpose (R4),
+# and one (half-way between) a service's update of identifiers under their change purpose (R1)
+_EVERY = 40
+IDENTIFIER_CHANGE = "identifier_change"
+_IDENTIFIERS = ("cat_02", "cat_03")
+_RETENTION = m.Retention(
+    Period(PeriodUnit.YEARS, 1), m.RetentionTrigger.COLLECTION, LocalText("1y", "1y")
+)
 _N_CATEGORIES = 24
 _GRANTS_PER_ROLE = 16
 # recipient type -> (action, consent scope kind, its requirements)
@@ -57,7 +68,9 @@ def synthetic_policy(rules: int, seed: int = 7) -> m.Policy:
     n_purposes = max(5, rules // 20)  # grows with the policy, so rules per table key stay flat
     categories = _categories()
     purposes = _purposes(rng, n_purposes, list(categories))
+    ordinary = list(purposes)
     outbound = tuple(_outbound(rng, n_out, purposes))
+    purposes[IDENTIFIER_CHANGE] = _identifier_change()
     roles = _roles(rng, rules - n_out, purposes, outbound)
     return m.Policy(
         id=f"synthetic-{rules}",
@@ -72,11 +85,8 @@ def synthetic_policy(rules: int, seed: int = 7) -> m.Policy:
         categories=categories,
         purposes=purposes,
         services={},
-        settings=_settings(list(purposes), list(categories)),
-        exemptions={
-            "criminal_investigation": m.Exemption("criminal_investigation", _t("c"), True, ("G1",)),
-            "public_health": m.Exemption("public_health", _t("p"), False, ("G1",)),
-        },
+        settings=_settings(ordinary, list(categories)),
+        exemptions=_exemptions(purposes, roles, outbound),
         roles=roles,
         recipient_types={
             k: m.RecipientType(k, _t(k), needs, ("SH0",)) for k, (_, _, needs) in _RTYPES.items()
@@ -86,7 +96,7 @@ def synthetic_policy(rules: int, seed: int = 7) -> m.Policy:
         regions={r: m.Region(r, _t(r)) for r in (HOME, "hk", "sg")},
         cross_border=m.CrossBorder(
             HOME,
-            frozenset(purposes),
+            _cross_border_purposes(outbound),
             ConsentType.SEPARATE,
             frozenset({Requirement.AGREEMENT}),
             frozenset(),
@@ -110,12 +120,33 @@ def _bindings(purpose: str, category: str) -> m.Bindings:
 
 
 def _categories() -> dict[str, m.Category]:
+    """24 categories: a sensitive one in four; the first two immutable, the next two identifiers
+    written only at registration or under their change purpose (R1)."""
     out: dict[str, m.Category] = {}
     for i in range(_N_CATEGORIES):
         key = f"cat_{i:02d}"
         spi = m.SpiClass.IDENTITY if i % 4 == 0 else None
-        out[key] = m.Category(key, _t(key), spi, "full", ("G1",), immutable=i < 2)
+        change = IDENTIFIER_CHANGE if key in _IDENTIFIERS else None
+        out[key] = m.Category(
+            key, _t(key), spi, "full", ("G1",), immutable=i < 2, change_purpose=change
+        )
     return out
+
+
+def _identifier_change() -> m.Purpose:
+    """R1: the purpose under which identifiers change after a verification; it declares only
+    them, and no random grant or rule draws it."""
+    return m.Purpose(
+        key=IDENTIFIER_CHANGE,
+        label=_t(IDENTIFIER_CHANGE),
+        description=_t(IDENTIFIER_CHANGE),
+        basis=Basis.CONTRACT,
+        required=(),
+        optional=_IDENTIFIERS,
+        refusal=_t("refusal"),
+        retention=_RETENTION,
+        clauses=("C4",),
+    )
 
 
 def _purposes(rng: random.Random, n: int, cats: list[str]) -> dict[str, m.Purpose]:
@@ -133,9 +164,7 @@ def _purposes(rng: random.Random, n: int, cats: list[str]) -> dict[str, m.Purpos
             required=tuple(declared[:5]),
             optional=tuple(declared[5:]),
             refusal=_t("refusal"),
-            retention=m.Retention(
-                Period(PeriodUnit.YEARS, 1), m.RetentionTrigger.COLLECTION, _t("1y")
-            ),
+            retention=_RETENTION,
             clauses=("C4",),
             consent_type=ConsentType.SEPARATE if separate else ConsentType.REGULAR,
             compatible=frozenset({f"purpose_{i - 1:03d}"}) if i % 3 == 1 else frozenset(),
@@ -205,7 +234,55 @@ def _outbound(
 
 
 def _other_basis(i: int) -> Basis:
-    return Basis.LEGAL_OBLIGATION if i % 8 == 3 else Basis.CONTRACT
+    """The basis of a rule without consent: a law, an exemption (C8), or a contract."""
+    if i % 8 == 3:
+        return Basis.LEGAL_OBLIGATION
+    return Basis.EXEMPTION if i % 24 == 7 else Basis.CONTRACT
+
+
+def _cross_border_purposes(out: tuple[m.OutboundRule, ...]) -> frozenset[str]:
+    """S1: a third of the purposes that data leaves for may also leave the home region."""
+    return frozenset(sorted({p for r in out for p in r.purposes})[::3])
+
+
+def _exemptions(
+    purposes: dict[str, m.Purpose], roles: dict[str, m.Role], out: tuple[m.OutboundRule, ...]
+) -> dict[str, m.Exemption]:
+    """Two exemptions (C8): one for the purposes the law requires and those of the rules that
+    rest on an exemption, invoked by the authorities and the roles that start those flows, with
+    a case reference and the requesting authority; one for a third of the consent purposes,
+    invoked by every other service role, needing neither."""
+    legal = {k for k, p in purposes.items() if p.basis is Basis.LEGAL_OBLIGATION}
+    exempt_flows = {(r.action, p) for r in out if r.basis is Basis.EXEMPTION for p in r.purposes}
+    starters = {
+        key
+        for key, role in roles.items()
+        for g in role.grants
+        for action in g.actions
+        if (action, g.purpose) in exempt_flows
+    }
+    authorities = {k for k, r in roles.items() if r.kind is ActorKind.AUTHORITY}
+    consent = [k for k, p in purposes.items() if p.basis is Basis.CONSENT]
+    services = [k for k, r in roles.items() if r.kind is ActorKind.SERVICE]
+    return {
+        "criminal_investigation": m.Exemption(
+            "criminal_investigation",
+            _t("c"),
+            True,
+            ("G1",),
+            purposes=frozenset(legal | {p for _, p in exempt_flows}),
+            roles=frozenset(authorities | starters),
+            needs_authority=True,
+        ),
+        "public_health": m.Exemption(
+            "public_health",
+            _t("p"),
+            False,
+            ("G1",),
+            purposes=frozenset(consent[::3]),
+            roles=frozenset(services[::2]),
+        ),
+    }
 
 
 def _roles(
@@ -214,8 +291,9 @@ def _roles(
     purposes: dict[str, m.Purpose],
     out: tuple[m.OutboundRule, ...],
 ) -> dict[str, m.Role]:
-    """Grants in turn go to the subject (one in ten, local ones) or to a role of the next kind of
-    `_KINDS`, 16 grants a role; the outbound rules' (action, purpose) come first."""
+    """Grants in turn go to the subject (one in ten, local ones, and every whole-record erasure)
+    or to a role of the next kind of `_KINDS` (a service for an identifier change), 16 grants a
+    role; the outbound rules' (action, purpose) come first."""
     kind_of: dict[str, ActorKind] = {"subject": ActorKind.SUBJECT}
     grants: dict[str, dict[tuple[Action, str], m.Grant]] = {"subject": {}}
     per_kind: dict[ActorKind, int] = dict.fromkeys(_KINDS, 0)
@@ -223,10 +301,18 @@ def _roles(
     for action, purpose in _wanted(rng, purposes, out):
         if total >= n_grants:
             break
-        if total % 10 == 9 and action in _LOCAL and (action, purpose) not in grants["subject"]:
+        change = purpose == IDENTIFIER_CHANGE  # through a service, as the bundled account service
+        if action is Action.ERASE_SUBJECT:
+            key = "subject"  # erasing the whole record is the subject's own right (R4)
+        elif (
+            total % 10 == 9
+            and action in _LOCAL
+            and not change
+            and (action, purpose) not in grants["subject"]
+        ):
             key = "subject"
         else:
-            kind = _KINDS[total % len(_KINDS)]
+            kind = ActorKind.SERVICE if change else _KINDS[total % len(_KINDS)]
             key = f"{kind.value}_{per_kind[kind] // _GRANTS_PER_ROLE:04d}"
             kind_of.setdefault(key, kind)
         entries = grants.setdefault(key, {})
@@ -244,15 +330,19 @@ def _roles(
 def _wanted(
     rng: random.Random, purposes: dict[str, m.Purpose], out: tuple[m.OutboundRule, ...]
 ) -> Iterator[tuple[Action, str]]:
-    yield from dict.fromkeys((r.action, p) for r in out for p in r.purposes)
-    keys = list(purposes)
-    while True:
-        yield rng.choice(_LOCAL), rng.choice(keys)
+    yield from dict.fromkeys((r.action, p) for r in out for p in sorted(r.purposes))
+    keys = [k for k in purposes if k != IDENTIFIER_CHANGE]
+    for i in itertools.count(1):
+        if i % _EVERY == _EVERY // 2:
+            yield Action.UPDATE, IDENTIFIER_CHANGE
+            continue
+        action = Action.ERASE_SUBJECT if i % _EVERY == 0 else rng.choice(_LOCAL)
+        yield action, rng.choice(keys)
 
 
 def _grant(rng: random.Random, kind: ActorKind, action: Action, purpose: m.Purpose) -> m.Grant:
     cats = sorted(purpose.categories)
-    chosen = cats if kind is ActorKind.SUBJECT else rng.sample(cats, 6)
+    chosen = cats if kind is ActorKind.SUBJECT else rng.sample(cats, min(6, len(cats)))
     return m.Grant(
         purpose=purpose.key,
         actions=frozenset({action}),
