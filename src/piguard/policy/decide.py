@@ -53,6 +53,7 @@ _ERASURES = frozenset({Action.ERASE, Action.ERASE_SUBJECT})
 _WRITES = frozenset({Action.COLLECT, Action.UPDATE})
 _OUTBOUND_OBLIGATIONS = frozenset({Obligation.AUDIT, Obligation.ENCRYPT_IN_TRANSIT})
 _NOTHING: frozenset[str] = frozenset()
+_NO_FLAGS = (False, False, False, False)
 _RECIPIENT = ActorKind.RECIPIENT
 
 
@@ -91,7 +92,9 @@ class DecisionEngine:
     def _local(self, g: CompiledGrant, req: DecisionRequest) -> Decision:
         st = req.subject
         exempt = req.exemption is not None
-        if st.age is not None and st.age < self._adult_age:  # inline: the hot path
+        age = st.age
+        minor = age is not None and age < self._adult_age  # inline: the hot path
+        if minor:
             denial = self._minor_denial(g, req)
             if denial is not None:
                 return denial
@@ -112,11 +115,12 @@ class DecisionEngine:
             if checked.__class__ is Decision:
                 return checked
             withheld = checked  # type: ignore[assignment]
-        minor_spi = self._all_sensitive and st.age is not None and st.age < self._adult_age
-        flags = (minor_spi, st.legal_hold, exempt, req.registration)
+        minor_spi = self._all_sensitive and minor
         if withheld or minor_spi or st.legal_hold or exempt or req.registration:
+            flags = (minor_spi, st.legal_hold, exempt, req.registration)
             key: object = (req.categories, withheld, flags)
         else:
+            flags = _NO_FLAGS  # the common case builds no tuple
             key = req.categories
         found = g.decisions.get(key)
         if found is None:
@@ -174,12 +178,12 @@ class DecisionEngine:
         """The fast test; `_consent_denial` says why when it fails."""
         st = req.subject
         have = st.consents.get(scope)
-        return not (
-            have is None
-            or CONSENT_STRENGTH[have] < strength
-            or (scope not in st.guardian_consents and self._minor(req))
-            or req.purpose in st.pending_reconsent
-        )
+        if have is None or CONSENT_STRENGTH[have] < strength:
+            return False
+        age = st.age
+        if age is not None and age < self._adult_age and scope not in st.guardian_consents:
+            return False
+        return req.purpose not in st.pending_reconsent
 
     def _minor(self, req: DecisionRequest) -> bool:
         age = req.subject.age
@@ -369,7 +373,8 @@ class DecisionEngine:
 
     def _outbound_grant_checks(self, g: CompiledGrant, req: DecisionRequest) -> Decision | None:
         """What leaves must first be usable here: declared, granted, consented, not switched off."""
-        if self._minor(req):
+        age = req.subject.age
+        if age is not None and age < self._adult_age:
             denial = self._minor_denial(g, req)
             if denial is not None:
                 return denial
