@@ -54,6 +54,8 @@ from piguard.settings import Settings
 
 PAYMENT = Actor(ActorKind.SERVICE, "payment_service", principal="bench")
 ACCOUNT = Actor(ActorKind.SERVICE, "account_service", principal="bench")
+# Whole-subject erasure is the subject's own cancellation (R4), never a service's grant.
+SUBJECT = Actor(ActorKind.SUBJECT, "subject", principal="bench")
 CATEGORY = "user.commerce.shipping_address"
 CATEGORIES = (CATEGORY, "user.commerce.shipping_contact", "user.financial.merchant_payee")
 SAMPLES = ("杭州市西湖区{i}号", "1380013{i:04d}", "测试商户{i}号")  # each valid for its category
@@ -158,8 +160,8 @@ def erase_ratio(app: Piguard, big: int, crowd: list[Person]) -> tuple[float, flo
         large = app.vault.register(ACCOUNT, crowd[2 * round_ + 1].registration())
         _fill(app, small, 10 - 6)
         _fill(app, large, big - 6)
-        small_t.append(median_seconds(partial(app.vault.erase_subject, ACCOUNT, small), 1))
-        big_t.append(median_seconds(partial(app.vault.erase_subject, ACCOUNT, large), 1))
+        small_t.append(median_seconds(partial(app.vault.erase_subject, SUBJECT, small), 1))
+        big_t.append(median_seconds(partial(app.vault.erase_subject, SUBJECT, large), 1))
         app.vault.purge_erased(batch=1_000_000)
     return statistics.median(small_t), statistics.median(big_t)
 

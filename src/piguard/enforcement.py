@@ -6,12 +6,19 @@ raises `Denied` with the clause IDs, after recording the refusal too.
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 from piguard.audit.ports import AuditDraft, AuditSink
 from piguard.db.uow import UnitOfWork
 from piguard.kernel.errors import Denied
 from piguard.kernel.text import LocalText
 from piguard.policy.decide import DecisionEngine
 from piguard.policy.decision import Decision, DecisionRequest
+
+# Each part of an audit record's code stays short enough for all of them to fit its 200 chars.
+_CODE_CHARS = 64
+_PLAIN_REFERENCE = re.compile(r"[A-Za-z0-9_.-][A-Za-z0-9_.:-]{0,31}")
 
 # Reason codes whose last part names the offending category: the error's `field`.
 _FIELD_CODES = (
@@ -67,12 +74,21 @@ def _draft(req: DecisionRequest, decision: Decision, subject: str, detail: str) 
 
 
 def _detail(req: DecisionRequest, decision: Decision, given: str) -> str:
-    """The record's short code: the caller's, else the first reason; a use under an exemption
-    is audited as such (C8), whichever way it went."""
+    """The record's code: the caller's, else the first reason; then what a grant or exemption
+    required, recorded with it (C8, R4, SH4): the exemption used, the case reference and the
+    requesting authority. A reference outside the code alphabet is recorded by its digest."""
+    parts = [(given or decision.reasons[0].code)[:_CODE_CHARS]]
     if req.exemption is not None and decision.allowed:
-        exempt = f"exemption:{req.exemption}"
-        return (f"{given}:{exempt}" if given else exempt)[:64]
-    return (given or decision.reasons[0].code)[:64]
+        parts.append(f"exemption:{req.exemption}"[:40])
+    refs = (("case", req.actor.case_reference), ("authority", req.actor.authority))
+    parts.extend(_reference(kind, value) for kind, value in refs if value)
+    return ":".join(parts)
+
+
+def _reference(kind: str, value: str) -> str:
+    if _PLAIN_REFERENCE.fullmatch(value):
+        return f"{kind}:{value}"
+    return f"{kind}-sha256:{hashlib.sha256(value.encode()).hexdigest()[:16]}"
 
 
 def denied(decision: Decision) -> Denied:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from api_support import NAME, PHONE, Api, Person, new_person
 
 from piguard.client import PiguardApiError
+from piguard.policy.decision import Actor
+from piguard.policy.model import ActorKind
 
 BANK = {"id": "icbc_test", "type": "financial_institution", "region": "CN"}
 
@@ -171,3 +175,34 @@ def test_c8_a_use_under_an_exemption_is_audited_as_such(api: Api) -> None:
         "allow",
         "decide:exemption:service_security",
     )
+
+
+def test_c8_sh4_the_case_reference_and_authority_are_recorded_with_the_use(api: Api) -> None:
+    subject = api.register(new_person())
+    head = api.audit_head()
+    api.as_role("authority").decide(
+        "read",
+        "legal_request",
+        [NAME],
+        exemption="criminal_justice",
+        case_reference="bj-2026-xingchu-123",
+        authority="bj-psb",
+    )
+    [(_, _, effect, detail)] = api.audit_since(head)
+    # A reference outside the code alphabet (as a court's own numbering) is kept by its digest.
+    court_case = "(2026)京01刑初123号"
+    head = api.audit_head()
+    api.piguard.vault.read(
+        Actor(ActorKind.AUTHORITY, "authority", case_reference=court_case),
+        subject,
+        "legal_request",
+        (NAME,),
+    )
+    [(_, _, _, by_digest)] = api.audit_since(head)
+
+    assert (effect, detail) == (
+        "allow",
+        "decide:exemption:criminal_justice:case:bj-2026-xingchu-123:authority:bj-psb",
+    )
+    digest = hashlib.sha256(court_case.encode()).hexdigest()[:16]
+    assert by_digest.endswith(f":case-sha256:{digest}")

@@ -33,7 +33,7 @@ Row = tuple[int, str, str, str, str, str, str, str, str, str, str, str, str]
 
 LIMITS: Final = {
     "actor": 120, "action": 16, "purpose": 80, "subject": 40, "policy_version": 80,
-    "clauses": 400, "detail": 64,
+    "clauses": 400, "detail": 200,
 }  # fmt: skip
 """Longest text per field: the widths of the stored columns (`tables.AuditRecordRow`), so that a
 record the chain accepts is one every database stores."""
@@ -43,7 +43,7 @@ MAX_KEYS: Final = 1024
 """Most category keys in one record (the API asks for at most 64)."""
 
 _AT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00")
-_CODE = re.compile(r"[A-Za-z0-9_.:-]{0,64}")
+_CODE = re.compile(rf"[A-Za-z0-9_.:-]{{0,{LIMITS['detail']}}}")
 _HASH = re.compile(r"[0-9a-f]{64}")
 _KEY = re.compile(rf"[A-Za-z0-9_.:-]{{1,{MAX_KEY_CHARS}}}")
 _NOT_KEY = re.compile(r"[^A-Za-z0-9_.:-]")
@@ -280,7 +280,7 @@ class ChainBuilder:
         purpose = _text("purpose", purpose, required=False)
         subject = _text("subject", subject, required=False)
         effect, pv = _effect(effect), _text("policy_version", policy_version)
-        detail = _match("detail", detail, _CODE, "a short code: [A-Za-z0-9_.:-], 0-64 chars")
+        detail = _match("detail", detail, _CODE, "a code: [A-Za-z0-9_.:-], 0-200 chars")
         seq, *_, prev, digest = self.append_checked(
             at, actor, action, purpose, subject, cats, effect, clauses_t, pv, detail
         )

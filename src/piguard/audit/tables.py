@@ -22,7 +22,7 @@ class AuditRecordRow(Base):
     effect: Mapped[str] = mapped_column(String(16))
     clauses: Mapped[str] = mapped_column(String(LIMITS["clauses"]))
     policy_version: Mapped[str] = mapped_column(String(LIMITS["policy_version"]))
-    detail: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[str] = mapped_column(String(LIMITS["detail"]))
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 

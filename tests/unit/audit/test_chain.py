@@ -139,7 +139,7 @@ def test_s2_builder_refuses_a_bad_head(last_seq: object, last_hash: str) -> None
         ("at", "2024-05-01T12:00:00Z"),
         ("at", "2024-05-01T12:00:00.000001+08:00"),
         ("detail", "has space"),
-        ("detail", "x" * 65),
+        ("detail", "x" * 201),
         ("policy_version", ""),
     ],
 )
