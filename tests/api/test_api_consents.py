@@ -6,6 +6,10 @@ import pytest
 from api_support import Api, Person, new_person
 
 from piguard.client import PiguardApiError
+from piguard.consent.service import Provenance
+from piguard.kernel.errors import InvalidInput
+from piguard.policy.decision import Actor
+from piguard.policy.model import ActorKind
 
 SCOPE = "purpose:personalization"
 SEARCH = "user.behavior.search_history"
@@ -102,3 +106,42 @@ def test_r2_bad_scope_and_channel_are_named(api: Api) -> None:
         (422, "channel"),
         (422, "mind_reading"),
     ]
+
+
+@pytest.mark.parametrize(
+    "evidence", ["张三 13912345678 同意了", "call with Zhang San", "ok\nnext line"]
+)
+def test_s2_consent_evidence_is_a_reference_never_free_text(
+    api: Api, person: Person, evidence: str
+) -> None:
+    subject_id = api.register(person)
+    me = api.as_subject(subject_id)
+    before = api.counts()
+
+    with pytest.raises(PiguardApiError) as caught:
+        me.grant_consent(subject_id, "purpose:personalization", evidence=evidence)
+    recorded = me.grant_consent(subject_id, "purpose:personalization")
+
+    assert (caught.value.status, caught.value.field) == (422, "body.evidence")
+    assert evidence not in caught.value.message_en + caught.value.message_zh
+    assert api.counts()["consent_events"] == before["consent_events"] + 1
+    assert recorded["evidence"] == ""
+
+
+def test_s2_the_service_refuses_free_text_evidence_on_every_path(api: Api, person: Person) -> None:
+    subject_id = api.register(person)
+    service = api.piguard.consents
+    actor = Actor(ActorKind.SUBJECT, "subject", principal="test")
+
+    with pytest.raises(InvalidInput) as caught:
+        service.grant(
+            actor,
+            subject_id,
+            "purpose:personalization",
+            how=Provenance(evidence="电话录音：张三同意"),
+        )
+
+    assert caught.value.field == "evidence"
+    service.grant(
+        actor, subject_id, "purpose:personalization", how=Provenance(evidence="call:2026-11-29/17")
+    )

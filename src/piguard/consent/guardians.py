@@ -8,11 +8,10 @@ guardian's consent gets nothing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Final
 
-from piguard.consent.model import ConsentEvent
+from piguard.consent.model import EVIDENCE_ALLOWED, ConsentEvent, is_evidence_reference
 from piguard.consent.repository import ConsentRepository
 from piguard.consent.service import ConsentService, Provenance
 from piguard.db.uow import Transactions
@@ -23,8 +22,6 @@ from piguard.policy.model import ActorKind, ConsentType, Policy
 from piguard.vault.service import VaultService, WardLink, no_such_subject
 
 RELATIONS: Final = frozenset({"parent", "legal_guardian"})
-# Evidence is a reference to a document the operator verified (a case or file id), never PI.
-EVIDENCE_REFERENCE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,199}$")
 
 
 class GuardianService:
@@ -113,9 +110,9 @@ def _check_link_facts(relation: str, evidence: str) -> None:
             field="relation",
             allowed=", ".join(sorted(RELATIONS)),
         )
-    if not EVIDENCE_REFERENCE.match(evidence):
+    if not is_evidence_reference(evidence):
         raise InvalidInput(
             LocalText("证明材料须为引用编号", "evidence must be a document reference"),
             field="evidence",
-            allowed="a reference of 1-200 letters, digits and _ . : / -, starting alphanumeric",
+            allowed=EVIDENCE_ALLOWED,
         )

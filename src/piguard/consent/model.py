@@ -6,6 +6,7 @@ pseudonym only.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +15,15 @@ from enum import StrEnum
 from piguard.kernel.text import Lang
 from piguard.policy import scopes
 from piguard.policy.model import ConsentType, Policy, Purpose
+
+EVIDENCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,199}$"
+"""Evidence is a reference to a record the operator keeps (a document, a call, a form id), never
+free text: free text is where personal information would slip into the ledger unencrypted."""
+EVIDENCE_ALLOWED = "a reference of 1-200 letters, digits and _ . : / -, starting alphanumeric"
+
+
+def is_evidence_reference(value: str) -> bool:
+    return re.fullmatch(EVIDENCE_PATTERN, value) is not None
 
 
 class ConsentEventKind(StrEnum):

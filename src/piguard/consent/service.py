@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from piguard.consent.model import (
+    EVIDENCE_ALLOWED,
     ConsentEvent,
     ConsentEventKind,
     SettingEvent,
     current_consents,
     current_settings,
+    is_evidence_reference,
     kantara_receipt,
 )
 from piguard.consent.repository import ConsentRepository
@@ -154,11 +156,11 @@ class ConsentService:
         self._validate_scope(scope)
         _check_choice("channel", how.channel, CHANNELS)
         _check_choice("method", how.method, METHODS)
-        if len(how.evidence) > 200:
+        if how.evidence and not is_evidence_reference(how.evidence):
             raise InvalidInput(
-                LocalText("证据引用过长", "evidence reference too long"),
+                LocalText("证据须为引用编号", "evidence must be a reference, not free text"),
                 field="evidence",
-                allowed="at most 200 characters",
+                allowed=EVIDENCE_ALLOWED,
             )
         event = ConsentEvent(
             id=new_id("cr"),

@@ -11,13 +11,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
+from piguard.consent.model import EVIDENCE_PATTERN
 from piguard.policy.model import Action, ConsentType
 
 PurposeKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,79}$")]
 CategoryKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+){0,8}$")]
 Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,119}$")]
 PlainValue = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
-Reference = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
 Scope = Annotated[str, StringConstraints(pattern=r"^[a-z_]+:[A-Za-z0-9_.:-]{1,200}$")]
 Values = Annotated[dict[CategoryKey, PlainValue], Field(min_length=1, max_length=64)]
 Lang = Literal["zh", "en"]
@@ -50,9 +50,8 @@ class UpdateIn(_In):
     values: Values
 
 
-EvidenceReference = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,199}$")
-]
+EvidenceReference = Annotated[str, StringConstraints(pattern=EVIDENCE_PATTERN)]
+OptionalEvidence = Annotated[str, StringConstraints(pattern=f"^$|{EVIDENCE_PATTERN}")]
 
 
 class IdentifierChangeIn(_In):
@@ -124,14 +123,14 @@ class GrantIn(_In):
     consent_type: ConsentType = ConsentType.REGULAR
     channel: Key = "api"
     method: Key = "api"
-    evidence: Reference = ""
+    evidence: OptionalEvidence = ""
 
 
 class WithdrawIn(_In):
     scope: Scope
     channel: Key = "api"
     method: Key = "api"
-    evidence: Reference = ""
+    evidence: OptionalEvidence = ""
 
 
 class ConsentEventOut(BaseModel):
