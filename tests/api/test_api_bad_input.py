@@ -124,7 +124,7 @@ def test_c1_1_missing_required_field_is_named(api: Api, person: Person) -> None:
     assert api.counts() == before
 
 
-def test_s2_oversize_body_is_refused_before_it_is_read(
+def test_s2_oversize_body_is_refused_before_it_is_read_naming_the_limit(
     api: Api, raw: httpx.Client, person: Person
 ) -> None:
     limit = api.piguard.settings.max_body_bytes
@@ -142,7 +142,13 @@ def test_s2_oversize_body_is_refused_before_it_is_read(
 
     for answer in (declared, streamed):
         assert answer.status_code == 413
-        assert _error(answer.json())["code"] == "body_too_large"
+        body = _error(answer.json())
+        assert body["code"] == "body_too_large"
+        assert body["allowed"] == f"at most {limit} bytes"
+        assert body["message"] == {
+            "zh": f"请求体超过 {limit} 字节的上限",
+            "en": f"the body is over the limit of {limit} bytes",
+        }
     assert "content-length" not in streamed.request.headers
     assert api.counts() == before
 
