@@ -16,7 +16,7 @@ from typing import Final
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from piguard.kernel.text import LocalText
-from piguard.web.errors import INTERNAL, error_body
+from piguard.web.errors import INTERNAL, error_body, public
 
 log = logging.getLogger("piguard.web")
 
@@ -177,7 +177,7 @@ async def _answer(
     field: str | None = None,
     allowed: str | None = None,
 ) -> None:
-    body = error_body(code, text, field=field, allowed=allowed)
+    body = public(error_body(code, text, field=field, allowed=allowed))
     payload = json.dumps(body, ensure_ascii=False).encode()
     await send(
         {
