@@ -13,12 +13,16 @@ from piguard.audit.ports import AuditDraft, AuditSink
 from piguard.db.uow import UnitOfWork
 from piguard.kernel.errors import Denied
 from piguard.kernel.text import LocalText
+from piguard.policy import scopes
 from piguard.policy.decide import DecisionEngine
 from piguard.policy.decision import Decision, DecisionRequest
+from piguard.policy.model import Action, Policy
 
 # Each part of an audit record's code stays short enough for all of them to fit its 200 chars.
 _CODE_CHARS = 64
 _PLAIN_REFERENCE = re.compile(r"[A-Za-z0-9_.-][A-Za-z0-9_.:-]{0,31}")
+
+_INPUT = "<input>"  # a part of a reason code that is the caller's text, not a policy name
 
 # Reason codes whose last part names the offending category: the error's `field`.
 _FIELD_CODES = (
@@ -36,6 +40,7 @@ class Enforcer:
     def __init__(self, engine: DecisionEngine, audit: AuditSink) -> None:
         self.engine = engine
         self.audit = audit
+        self._names = policy_names(engine.policy)
 
     def require(
         self, req: DecisionRequest, subject: str, uow: UnitOfWork | None = None, detail: str = ""
@@ -44,7 +49,7 @@ class Enforcer:
         decision = self.engine.decide(req)
         if not decision.allowed:
             self.audit.enqueue(_draft(req, decision, subject, detail))
-            raise denied(decision)
+            raise denied(decision, self._names)
         if uow is None:
             self.audit.enqueue(_draft(req, decision, subject, detail))
         else:
@@ -91,17 +96,58 @@ def _reference(kind: str, value: str) -> str:
     return f"{kind}-sha256:{hashlib.sha256(value.encode()).hexdigest()[:16]}"
 
 
-def denied(decision: Decision) -> Denied:
-    """A bilingual refusal naming the clauses, the reason codes and, when known, the field."""
-    codes = "; ".join(f"{r.clause} {r.code}" for r in decision.reasons)
+def denied(decision: Decision, names: frozenset[str] | None = None) -> Denied:
+    """A bilingual refusal naming the clauses, the reason codes and, when known, the field.
+
+    With `names` (the policy's, `policy_names`), every part of a reason code after the code
+    itself that is not one of them (an unknown purpose, category or exemption as the caller
+    wrote it) reads `<input>`: a refusal never echoes what was submitted. The audit record
+    keeps the decision's own codes."""
+    reasons = [
+        (r.clause, r.code if names is None else _public_code(r.code, names))
+        for r in decision.reasons
+    ]
+    codes = "; ".join(f"{clause} {code}" for clause, code in reasons)
     field = None
-    for reason in decision.reasons:
-        kind, _, rest = reason.code.partition(":")
+    for _, code in reasons:
+        kind, _, rest = code.partition(":")
         if kind in _FIELD_CODES:
             field = rest.rpartition(":")[2]
             break
     return Denied(
         LocalText(f"策略拒绝：{codes}", f"refused by the policy: {codes}"),
-        field=field,
-        reasons=tuple(f"{r.clause}:{r.code}" for r in decision.reasons),
+        field=None if field == _INPUT else field,
+        reasons=tuple(f"{clause}:{code}" for clause, code in reasons),
     )
+
+
+def _public_code(code: str, names: frozenset[str]) -> str:
+    kind, *parts = code.split(":")
+    return ":".join([kind, *(p if p in names else _INPUT for p in parts)])
+
+
+def policy_names(policy: Policy) -> frozenset[str]:
+    """Every name the policy defines, that a reason code may show: its categories, purposes,
+    services, settings, exemptions, roles, recipients and their types, regions, rights,
+    channels, refusal grounds, clauses and outbound rules, the actions and the scope kinds."""
+    names: set[str] = {a.value for a in Action} | set(scopes.SCOPE_KINDS)
+    names |= set(scopes.SERVICE.split(":"))
+    for table in (
+        policy.categories,
+        policy.purposes,
+        policy.services,
+        policy.settings,
+        policy.exemptions,
+        policy.roles,
+        policy.recipient_types,
+        policy.recipients,
+        policy.regions,
+        policy.rights,
+        policy.channels,
+        policy.refusal_grounds,
+        policy.clauses,
+    ):
+        names.update(table)
+    names.update(e.code for e in policy.exemptions.values())
+    names.update(rule.id for rule in policy.outbound)
+    return frozenset(names)

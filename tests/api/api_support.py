@@ -261,12 +261,20 @@ def _count(db: sqlite3.Connection, table: str, where: str = "", *args: str) -> i
 @contextmanager
 def serve(app: ASGIApp) -> Iterator[str]:
     """Run `app` under uvicorn on 127.0.0.1 (an ephemeral port) in a thread; yield its base URL."""
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    with serve_config(config) as base_url:
+        yield base_url
+
+
+@contextmanager
+def serve_config(config: uvicorn.Config) -> Iterator[str]:
+    """Run a server of `config` on 127.0.0.1 (an ephemeral port, whatever its host and port) in a
+    thread; yield its base URL."""
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so (else each
     # answer, written in two parts, waits ~40 ms for a delayed ACK).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

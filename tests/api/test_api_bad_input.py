@@ -61,7 +61,8 @@ def test_u2_unknown_purpose_is_refused_and_only_the_refusal_is_audited(
 
     error = _api_error(caught)
     assert (error.status, error.code) == (403, "denied")
-    assert "U2:unknown_purpose:telepathy" in error.reasons
+    assert "U2:unknown_purpose:<input>" in error.reasons  # the caller's text is not echoed
+    assert "telepathy" not in str(error.reasons) + error.message_en + error.message_zh
     after = api.counts()
     assert {k: v for k, v in after.items() if k != "audit_records"} == {
         k: v for k, v in before.items() if k != "audit_records"
@@ -69,14 +70,17 @@ def test_u2_unknown_purpose_is_refused_and_only_the_refusal_is_audited(
     assert [effect for _, _, effect, _ in api.audit_since(head)] == ["deny"]
 
 
-def test_u2_unknown_category_names_the_field(api: Api, person: Person) -> None:
+def test_u2_unknown_category_names_the_field_by_its_position(api: Api, person: Person) -> None:
     before = api.counts()
 
     with pytest.raises(PiguardApiError) as caught:
         api.as_role("account_service").register({**person.values, "user.shoe_size": "42"})
 
     error = _api_error(caught)
-    assert (error.status, error.code, error.field) == (422, "invalid_input", "user.shoe_size")
+    position = len(person.values)  # the sixth key of `values`: its name is the caller's text
+    assert (error.status, error.code) == (422, "invalid_input")
+    assert error.field == f"values.<key:{position}>"
+    assert "shoe_size" not in error.message_en + error.message_zh + (error.allowed or "")
     assert api.counts() == before
 
 
@@ -124,7 +128,7 @@ def test_c1_1_missing_required_field_is_named(api: Api, person: Person) -> None:
     assert api.counts() == before
 
 
-def test_s2_oversize_body_is_refused_before_it_is_read(
+def test_s2_oversize_body_is_refused_before_it_is_read_naming_the_limit(
     api: Api, raw: httpx.Client, person: Person
 ) -> None:
     limit = api.piguard.settings.max_body_bytes
@@ -142,7 +146,13 @@ def test_s2_oversize_body_is_refused_before_it_is_read(
 
     for answer in (declared, streamed):
         assert answer.status_code == 413
-        assert _error(answer.json())["code"] == "body_too_large"
+        body = _error(answer.json())
+        assert body["code"] == "body_too_large"
+        assert body["allowed"] == f"at most {limit} bytes"
+        assert body["message"] == {
+            "zh": f"请求体超过 {limit} 字节的上限",
+            "en": f"the body is over the limit of {limit} bytes",
+        }
     assert "content-length" not in streamed.request.headers
     assert api.counts() == before
 

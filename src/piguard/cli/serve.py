@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from piguard.bootstrap import Piguard
 from piguard.cli.common import build_or_exit, settings_or_exit
+from piguard.logs import install_record_factory, uvicorn_log_config
 from piguard.population import seed_population
 from piguard.vault.tables import SubjectRow
 from piguard.web.app import create_app
@@ -92,8 +93,17 @@ def _subjects(app_: Piguard) -> int:
         return int(uow.connection.scalar(select(func.count()).select_from(SubjectRow)) or 0)
 
 
+def server_config(app_: Piguard, host: str, port: int) -> uvicorn.Config:
+    """uvicorn's configuration for the API: every log handler, the access log's included, writes
+    through the redaction filter, and every record made in the process is redacted."""
+    install_record_factory()
+    return uvicorn.Config(
+        create_app(app_), host=host, port=port, log_config=uvicorn_log_config("INFO")
+    )
+
+
 def _run(app_: Piguard, host: str, port: int) -> None:
     try:
-        uvicorn.run(create_app(app_), host=host, port=port, log_level="info")
+        uvicorn.Server(server_config(app_, host, port)).run()
     finally:
         app_.close()

@@ -125,11 +125,12 @@ class ConsentService:
         self, actor: Actor, subject_id: str, changes: dict[str, bool], channel: str = "api"
     ) -> dict[str, bool]:
         """Change some settings at once (C2.3, C4, C7(2), U1); all or nothing."""
-        unknown = sorted(set(changes) - set(self._policy.settings))
-        if unknown or not changes:
+        unknown = [i for i, key in enumerate(changes) if key not in self._policy.settings]
+        if unknown or not changes:  # an unknown key is named by its position, never echoed
+            where = f"changes.<key:{unknown[0]}>" if unknown else "changes"
             raise InvalidInput(
-                LocalText(f"未知的设置：{unknown}", f"unknown settings: {unknown}"),
-                field=unknown[0] if unknown else "settings",
+                LocalText(f"{where}：未知的设置", f"{where}: unknown setting"),
+                field=where,
                 allowed=", ".join(self._policy.settings),
             )
         _check_choice("channel", channel, CHANNELS)
@@ -204,7 +205,7 @@ class ConsentService:
             kind = scopes.scope_kind(scope)
         except ValueError:
             raise InvalidInput(
-                LocalText(f"无效的同意范围 {scope}", f"invalid consent scope {scope}"),
+                LocalText("无效的同意范围", "invalid consent scope"),
                 field="scope",
                 allowed="purpose:<p>, share:<recipient>:<p>, share_type:<type>:<p>, "
                 f"transfer:<recipient>, disclose:<p>, cross_border:<p>, {scopes.SERVICE}",
@@ -212,7 +213,7 @@ class ConsentService:
         if kind == "service":
             if scope != scopes.SERVICE:
                 raise InvalidInput(
-                    LocalText(f"无效的同意范围 {scope}", f"invalid consent scope {scope}"),
+                    LocalText("无效的同意范围", "invalid consent scope"),
                     field="scope",
                     allowed=scopes.SERVICE,
                 )
@@ -220,10 +221,7 @@ class ConsentService:
         purposes = [part for part in scope.split(":")[1:] if part in self._policy.purposes]
         if kind != "transfer" and not purposes:
             raise InvalidInput(
-                LocalText(
-                    f"同意范围 {scope} 未指明已声明的用途",
-                    f"scope {scope} names no declared purpose",
-                ),
+                LocalText("同意范围未指明已声明的用途", "the scope names no declared purpose"),
                 field="scope",
                 allowed=", ".join(self._policy.purposes),
             )

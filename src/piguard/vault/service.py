@@ -352,7 +352,7 @@ class VaultService:
         if cat is None or "lookup" not in cat.tags:
             lookups = sorted(k for k, c in self._policy.categories.items() if "lookup" in c.tags)
             raise InvalidInput(
-                LocalText(f"不能按 {category} 查找", f"cannot look up by {category}"),
+                LocalText("不能按该类别查找", "cannot look up by this category"),
                 field="category",
                 allowed=", ".join(lookups),
             )
@@ -386,12 +386,13 @@ class VaultService:
         control characters, and the format its policy entry names (`vault.validators`)."""
         clean: dict[str, str] = {}
         now = self._clock.now()
-        for category, value in values.items():
+        for position, (category, value) in enumerate(values.items()):
             cat = self._policy.categories.get(category)
-            if cat is None:
+            if cat is None:  # named by its position: the key itself is the caller's text
+                where = f"values.<key:{position}>"
                 raise InvalidInput(
-                    LocalText(f"未知的信息类别 {category}", f"unknown data category {category}"),
-                    field=category,
+                    LocalText(f"{where}：未知的信息类别", f"{where}: unknown data category"),
+                    field=where,
                     allowed="a category of the policy's taxonomy",
                 )
             if not isinstance(value, str) or not value.strip() or len(value) > MAX_VALUE_CHARS:

@@ -2,7 +2,8 @@
 
 Handlers are registered per class and found by class hierarchy, so routes carry no try/except.
 Every error answer, ours or the framework's (validation, 404, 405), has the same shape:
-`{code, message: {zh, en}, field?, allowed?, reasons?}`. Nothing here echoes a submitted value.
+`{code, message: {zh, en}, field?, allowed?, reasons?}`. Nothing here echoes a submitted value or
+key: a field path shows the schema's names and, for a key the caller chose, its position only.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from piguard.kernel.errors import (
     Unauthenticated,
 )
 from piguard.kernel.text import LocalText
+from piguard.logs import redact
 
 log = logging.getLogger("piguard.web")
 
@@ -85,6 +87,9 @@ _VALIDATION_ZH: Final[Mapping[str, str]] = MappingProxyType(
     }
 )
 _MAX_FIELD = 200
+_LOC_SOURCES: Final = ("body", "query", "path", "header", "cookie")
+_KEY_TAG: Final = "[key]"  # pydantic's last part of a dict key's own error
+_FREE_TEXT: Final = frozenset({"value_error", "assertion_error", "custom_error"})
 
 
 def error_body(
@@ -114,28 +119,27 @@ async def _piguard_error(request: Request, exc: Exception) -> JSONResponse:
     if refusals is not None:  # 404 and 401 never reach the engine: recorded here (S2)
         refusals.refused(request, exc, status)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(exc.to_dict(), status_code=status, headers=headers)
+    return JSONResponse(public(exc.to_dict()), status_code=status, headers=headers)
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this class only
     errors: Sequence[Mapping[str, Any]] = exc.errors()
     first: Mapping[str, Any] = errors[0] if errors else {"type": "invalid", "loc": (), "msg": ""}
     kind = str(first.get("type", "invalid"))
-    field = _field(first.get("loc", ()))
+    field = _field(first.get("loc", ()), exc.body, _schema_names(request.app))
     if kind == "json_invalid":
         code, text = _HTTP_CODES[400]
         return JSONResponse(error_body(code, text, field="body"), status_code=400)
-    msg = str(first.get("msg", "invalid input"))
     zh = _VALIDATION_ZH.get(kind, "输入无效")
     more = f" (+{len(errors) - 1})" if len(errors) > 1 else ""
     body = error_body(
         "invalid_input",
-        LocalText(f"{field}：{zh}{more}", f"{field}: {msg}{more}"),
+        LocalText(f"{field}：{zh}{more}", f"{field}: {_message(first)}{more}"),
         field=field,
         allowed=_allowed(first),
     )
-    return JSONResponse(body, status_code=422)
+    return JSONResponse(public(body), status_code=422)
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -148,12 +152,79 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _field(loc: object) -> str:
+def public(body: dict[str, object]) -> dict[str, object]:
+    """The last check on an error body: anything in it shaped like personal information or a
+    key is replaced (`logs.redact`). The fields and messages are built to hold none; this is the
+    second line of defence."""
+    return {k: _redacted(v) for k, v in body.items()}
+
+
+def _redacted(value: object) -> object:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
+
+
+def _schema_names(app: FastAPI) -> frozenset[str]:
+    """The names a field path may show as they are: the API's own (every parameter and every
+    property of its OpenAPI schema) and the policy's data categories and settings."""
+    names: frozenset[str] | None = getattr(app.state, "schema_names", None)
+    if names is None:
+        found = set(_LOC_SOURCES) | {_KEY_TAG}
+        schema = app.openapi()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                found.update(p["name"] for p in operation.get("parameters", ()))
+        for component in schema.get("components", {}).get("schemas", {}).values():
+            found.update(component.get("properties", {}))
+        piguard = getattr(app.state, "piguard", None)
+        if piguard is not None:
+            found.update(piguard.policy.categories)
+            found.update(piguard.policy.settings)
+        names = app.state.schema_names = frozenset(found)
+    return names
+
+
+def _field(loc: object, submitted: object, names: frozenset[str]) -> str:
+    """The dotted path of an error: schema names and list positions as they are; any other part
+    (a key the caller chose) as `<key:N>`, its position in its object, or `<key>`."""
     parts = loc if isinstance(loc, list | tuple) else ()
-    return ".".join(str(p) for p in parts)[:_MAX_FIELD] or "body"
+    node: object = submitted if parts[:1] == ("body",) else None
+    shown: list[str] = []
+    for i, part in enumerate(parts):
+        if i == 0 and part in _LOC_SOURCES:
+            shown.append(str(part))
+            continue
+        if isinstance(part, int):
+            shown.append(str(part))
+            node = node[part] if isinstance(node, list) and -len(node) <= part < len(node) else None
+            continue
+        if isinstance(part, str) and part in names:
+            shown.append(part)
+        elif isinstance(node, dict) and part in node:
+            shown.append(f"<key:{list(node).index(part)}>")
+        else:
+            shown.append("<key>")
+        node = node.get(part) if isinstance(node, dict) else None
+    return ".".join(shown)[:_MAX_FIELD] or "body"
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    """pydantic's English message, unless its type may carry what was submitted (a validator's
+    own error text): then a fixed one. The input itself is never used."""
+    ctx = error.get("ctx")
+    kind = str(error.get("type", ""))
+    if kind in _FREE_TEXT or (isinstance(ctx, Mapping) and "error" in ctx):
+        return "invalid value"
+    return str(error.get("msg", "invalid input"))
 
 
 def _allowed(error: Mapping[str, Any]) -> str | None:
+    """What the schema allows, from the fixed parts of pydantic's context only."""
     ctx = error.get("ctx")
     if not isinstance(ctx, Mapping):
         return None

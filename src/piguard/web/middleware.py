@@ -16,7 +16,7 @@ from typing import Final
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from piguard.kernel.text import LocalText
-from piguard.web.errors import INTERNAL, error_body
+from piguard.web.errors import INTERNAL, error_body, public
 
 log = logging.getLogger("piguard.web")
 
@@ -85,7 +85,7 @@ class BodyGuard:
         chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
         declared = int(length) if length is not None and length.isdigit() else None
         if declared is not None and declared > self.max_body_bytes:
-            await _answer(send, 413, "body_too_large", _TOO_LARGE)
+            await self._too_large(send)
             return
         has_body = chunked or bool(declared)
         if has_body and not _is_json(headers.get(b"content-type", b"")):
@@ -100,7 +100,7 @@ class BodyGuard:
             body += message.get("body", b"")
             more = bool(message.get("more_body", False))
             if len(body) > self.max_body_bytes:
-                await _answer(send, 413, "body_too_large", _TOO_LARGE)
+                await self._too_large(send)
                 return
         if body and not _is_json(headers.get(b"content-type", b"")):
             await _answer(send, 415, "unsupported_media_type", _NOT_JSON, field="Content-Type")
@@ -115,6 +115,13 @@ class BodyGuard:
             return await receive()
 
         await self.app(scope, _receive, send)
+
+    async def _too_large(self, send: Send) -> None:
+        limit = self.max_body_bytes
+        text = LocalText(
+            f"请求体超过 {limit} 字节的上限", f"the body is over the limit of {limit} bytes"
+        )
+        await _answer(send, 413, "body_too_large", text, allowed=f"at most {limit} bytes")
 
 
 class LastResort:
@@ -146,7 +153,6 @@ class LastResort:
                 await _answer(send, 500, code, text)
 
 
-_TOO_LARGE: Final = LocalText("请求体过大", "the body is too large")
 _NOT_JSON: Final = LocalText("请求体必须是 application/json", "the body must be application/json")
 
 
@@ -163,9 +169,16 @@ def _is_json(content_type: bytes) -> bool:
 
 
 async def _answer(
-    send: Send, status: int, code: str, text: LocalText, *, field: str | None = None
+    send: Send,
+    status: int,
+    code: str,
+    text: LocalText,
+    *,
+    field: str | None = None,
+    allowed: str | None = None,
 ) -> None:
-    payload = json.dumps(error_body(code, text, field=field), ensure_ascii=False).encode()
+    body = public(error_body(code, text, field=field, allowed=allowed))
+    payload = json.dumps(body, ensure_ascii=False).encode()
     await send(
         {
             "type": "http.response.start",
