@@ -23,6 +23,7 @@ _CODE_CHARS = 64
 _PLAIN_REFERENCE = re.compile(r"[A-Za-z0-9_.-][A-Za-z0-9_.:-]{0,31}")
 
 _INPUT = "<input>"  # a part of a reason code that is the caller's text, not a policy name
+_AUDIT_INPUT = "input"  # the same, in the audit record's code alphabet
 
 # Reason codes whose last part names the offending category: the error's `field`.
 _FIELD_CODES = (
@@ -47,24 +48,31 @@ class Enforcer:
     ) -> Decision:
         """The allowed decision, audited in `uow` (atomic with a write) or queued."""
         decision = self.engine.decide(req)
+        draft = _draft(req, decision, subject, detail, self._names)
         if not decision.allowed:
-            self.audit.enqueue(_draft(req, decision, subject, detail))
+            self.audit.enqueue(draft)
             raise denied(decision, self._names)
         if uow is None:
-            self.audit.enqueue(_draft(req, decision, subject, detail))
+            self.audit.enqueue(draft)
         else:
-            self.audit.append(uow, [_draft(req, decision, subject, detail)])
+            self.audit.append(uow, [draft])
         return decision
 
     def answer(self, req: DecisionRequest, subject: str, detail: str = "") -> Decision:
         """A decision for a caller that enforces it itself (`POST /v1/decide`): audited, and a
         denial is an answer, not an error."""
         decision = self.engine.decide(req)
-        self.audit.enqueue(_draft(req, decision, subject, detail))
+        self.audit.enqueue(_draft(req, decision, subject, detail, self._names))
         return decision
 
+    def public_reasons(self, decision: Decision) -> list[tuple[str, str]]:
+        """(clause, code) pairs safe to show the caller: their own text reads `<input>`."""
+        return [(r.clause, _public_code(r.code, self._names)) for r in decision.reasons]
 
-def _draft(req: DecisionRequest, decision: Decision, subject: str, detail: str) -> AuditDraft:
+
+def _draft(
+    req: DecisionRequest, decision: Decision, subject: str, detail: str, names: frozenset[str]
+) -> AuditDraft:
     return AuditDraft(
         actor=req.actor.label,
         action=req.action.value,
@@ -74,15 +82,17 @@ def _draft(req: DecisionRequest, decision: Decision, subject: str, detail: str) 
         effect=decision.effect.value,
         clauses=decision.clauses,
         policy_version=decision.policy_version,
-        detail=_detail(req, decision, detail),
+        detail=_detail(req, decision, detail, names),
     )
 
 
-def _detail(req: DecisionRequest, decision: Decision, given: str) -> str:
+def _detail(req: DecisionRequest, decision: Decision, given: str, names: frozenset[str]) -> str:
     """The record's code: the caller's, else the first reason; then what a grant or exemption
     required, recorded with it (C8, R4, SH4): the exemption used, the case reference and the
     requesting authority. A reference outside the code alphabet is recorded by its digest."""
-    parts = [(given or decision.reasons[0].code)[:_CODE_CHARS]]
+    # The log keeps no caller text either: what is not a policy name is recorded as `input`.
+    code = given or _public_code(decision.reasons[0].code, names, _AUDIT_INPUT)
+    parts = [code[:_CODE_CHARS]]
     if req.exemption is not None and decision.allowed:
         parts.append(f"exemption:{req.exemption}"[:40])
     refs = (("case", req.actor.case_reference), ("authority", req.actor.authority))
@@ -121,9 +131,9 @@ def denied(decision: Decision, names: frozenset[str] | None = None) -> Denied:
     )
 
 
-def _public_code(code: str, names: frozenset[str]) -> str:
+def _public_code(code: str, names: frozenset[str], placeholder: str = _INPUT) -> str:
     kind, *parts = code.split(":")
-    return ":".join([kind, *(p if p in names else _INPUT for p in parts)])
+    return ":".join([kind, *(p if p in names else placeholder for p in parts)])
 
 
 def policy_names(policy: Policy) -> frozenset[str]:

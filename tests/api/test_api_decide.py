@@ -96,7 +96,7 @@ def test_sh0_recipient_facts_come_from_the_registry_never_the_caller(
 
     assert registered["effect"] == "allow"
     assert {"clause": "SH0", "code": "recipient_checked"} in registered["reasons"]
-    assert unknown["reasons"] == [{"clause": "SH0", "code": "recipient_unregistered:icbc_test"}]
+    assert unknown["reasons"] == [{"clause": "SH0", "code": "recipient_unregistered:<input>"}]
     assert (claimed.value.status, claimed.value.field) == (422, "body.recipient")
 
 
@@ -134,7 +134,7 @@ def test_c8_exemptions_only_for_the_roles_and_purposes_the_policy_names(api: Api
         authority="bj-psb",
     )
 
-    assert unknown["reasons"] == [{"clause": "C8", "code": "unknown_exemption:curiosity"}]
+    assert unknown["reasons"] == [{"clause": "C8", "code": "unknown_exemption:<input>"}]
     assert borrowed["reasons"] == [
         {"clause": "C8", "code": "exemption_not_granted:criminal_justice:security_service"}
     ]
@@ -157,7 +157,7 @@ def test_u2_decide_refuses_undeclared_purposes_and_others_subjects(api: Api) -> 
         )
 
     assert unknown["effect"] == "deny"
-    assert {"clause": "U2", "code": "unknown_purpose:telepathy"} in unknown["reasons"]
+    assert {"clause": "U2", "code": "unknown_purpose:<input>"} in unknown["reasons"]
     assert other.value.status == gone.value.status == 404
 
 
@@ -206,3 +206,21 @@ def test_c8_sh4_the_case_reference_and_authority_are_recorded_with_the_use(api: 
     )
     digest = hashlib.sha256(court_case.encode()).hexdigest()[:16]
     assert by_digest.endswith(f":case-sha256:{digest}")
+
+
+def test_s2_decide_answers_and_audit_records_never_keep_the_callers_text(api: Api) -> None:
+    head = api.audit_head()
+    phone = "13912345678"
+
+    exempt = api.as_role("marketing_service").decide(
+        "read", "personalization", ["user.behavior.search_history"], exemption=phone
+    )
+    shared = api.as_role("payment_service").decide(
+        "share", "quick_pay", ["user.financial.bank_account"], recipient=phone
+    )
+    records = api.audit_since(head)
+
+    assert exempt["reasons"] == [{"clause": "C8", "code": "unknown_exemption:<input>"}]
+    assert shared["reasons"][0]["code"] == "recipient_unregistered:<input>"
+    assert phone not in str(exempt) + str(shared) + str(records)
+    assert {detail for *_, detail in records} == {"decide"}

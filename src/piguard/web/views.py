@@ -19,18 +19,22 @@ from piguard.web.schemas import (
 )
 
 
-def decision_out(decision: Decision) -> DecisionOut:
+def decision_out(decision: Decision, reasons: list[tuple[str, str]] | None = None) -> DecisionOut:
+    """A decision as the API shows it; `reasons` when some codes must not be shown as they are."""
+    shown = reasons if reasons is not None else [(r.clause, r.code) for r in decision.reasons]
     return DecisionOut(
         effect=decision.effect.value,
-        reasons=[ReasonOut(clause=r.clause, code=r.code) for r in decision.reasons],
+        reasons=[ReasonOut(clause=clause, code=code) for clause, code in shown],
         obligations=sorted(o.value for o in decision.obligations),
         policy_version=decision.policy_version,
     )
 
 
-def decide_out(decision: Decision, actor: Actor) -> DecideOut:
+def decide_out(
+    decision: Decision, actor: Actor, reasons: list[tuple[str, str]] | None = None
+) -> DecideOut:
     return DecideOut(
-        **decision_out(decision).model_dump(),
+        **decision_out(decision, reasons).model_dump(),
         actor=ActorOut(kind=actor.kind.value, role=actor.role),
         projection={
             key: ProjectionOut(kind=p.kind.value, operator=p.operator)

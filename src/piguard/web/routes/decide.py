@@ -36,4 +36,4 @@ def decide(body: DecideIn, caller: CallerDep, piguard: PiguardDep) -> DecideOut:
         at=piguard.clock.now(),
     )
     decision = piguard.enforcer.answer(req, subject or "", detail="decide")
-    return decide_out(decision, actor)
+    return decide_out(decision, actor, piguard.enforcer.public_reasons(decision))
