@@ -19,6 +19,7 @@ from piguard.db.engine import make_engine
 from piguard.db.migrate import upgrade
 from piguard.db.uow import Transactions
 from piguard.enforcement import Enforcer
+from piguard.files import private_dir
 from piguard.kernel.clock import Clock, SystemClock
 from piguard.policies import bundled_policy_path
 from piguard.policy.decide import DecisionEngine
@@ -83,7 +84,7 @@ def build(
     Data keys are wrapped by the local key-encryption key unless a `key_wrapper` (a KMS
     adapter) is given; the blind-index and checkpoint-signing keys stay local either way."""
     clock = clock or SystemClock()
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.var_dir)
     policy = load_policy(settings.policy_file or bundled_policy_path())
     db = make_engine(settings.resolved_database_url)
     keystore_db = open_keystore(settings.resolved_keystore_url)

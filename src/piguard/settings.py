@@ -1,18 +1,26 @@
 """One settings object, read from `PIGUARD_*` environment variables, built once and passed in.
 
-It fails closed: outside dev mode an empty, default or missing key refuses to start.
+It fails closed: it refuses to start (one `InvalidInput` naming the setting and what is allowed)
+outside dev mode without a key; with a master key that is empty, a well-known default, short, a
+pattern or text; when the key store is the main database under another spelling; and when a folder
+piguard keeps files in can be written by other users. It only reads the disk, never writes to it.
 """
 
 from __future__ import annotations
 
-import base64
+import os
+import stat
 from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
+from piguard.files import GROUP_OR_OTHER_WRITE, loose_mode
 from piguard.kernel.errors import InvalidInput
 from piguard.kernel.text import LocalText
+from piguard.vault.crypto import MASTER_KEY_ALLOWED, master_key_problem
 
 # Values people paste from examples: never accepted as a key.
 _DEFAULT_KEYS = frozenset({"", "changeme", "change-me", "secret", "default", "test", "dev"})
@@ -38,23 +46,81 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _fail_closed(self) -> Settings:
+        self._check_key()
+        self._check_databases()
+        self._check_folders()
+        return self
+
+    def _check_key(self) -> None:
         if self.master_key is not None:
             raw = self.master_key.get_secret_value().strip()
             if raw.lower() in _DEFAULT_KEYS or len(set(raw)) < 8:
-                raise _refuse("PIGUARD_MASTER_KEY is empty or a well-known default")
-            if len(_decoded(raw)) < 32:
-                raise _refuse("PIGUARD_MASTER_KEY must be the base64 of at least 32 random bytes")
+                raise _refuse("PIGUARD_MASTER_KEY is empty or a well-known default", _KEY)
+            problem = master_key_problem(raw)
+            if problem is not None:
+                raise _refuse(problem, _KEY, MASTER_KEY_ALLOWED)
         elif not self.dev and not self.resolved_key_file.exists():
             raise _refuse(
                 "no key: set PIGUARD_MASTER_KEY, provide PIGUARD_KEY_FILE, "
-                "or run in dev mode (PIGUARD_DEV=1) to generate a local key file"
+                "or run in dev mode (PIGUARD_DEV=1) to generate a local key file",
+                _KEY,
             )
-        if self.resolved_keystore_url == self.resolved_database_url:
-            # The key store must stay apart: a backup of the data must never hold its keys.
+
+    def _check_databases(self) -> None:
+        # The key store must stay apart: a backup of the data must never hold its keys. So the
+        # same file reached by another spelling (`./`, `..`, a symlink, a hard link) is the same
+        # database; on a server, another schema of the same database is too (one dump has both).
+        data = _parsed(self.resolved_database_url, "PIGUARD_DATABASE_URL")
+        keys = _parsed(self.resolved_keystore_url, "PIGUARD_KEYSTORE_URL")
+        if _same_database(data, keys):
             raise _refuse(
-                "PIGUARD_KEYSTORE_URL must name another database than PIGUARD_DATABASE_URL"
+                f"PIGUARD_KEYSTORE_URL ({_where(keys)}) names the same database as "
+                f"PIGUARD_DATABASE_URL ({_where(data)}); the key store must be another database",
+                "PIGUARD_KEYSTORE_URL",
+                "another SQLite file, or another database (host, port or name)",
             )
-        return self
+
+    def _check_folders(self) -> None:
+        # Folders where piguard keeps its files: another user able to write there could plant or
+        # swap a database or key file, so one writable by the group or others refuses to start.
+        # A folder that does not exist yet is fine: piguard creates it 0700.
+        seen: set[Path] = set()
+        for folder, name in self._folders():
+            where = folder.resolve()
+            if where in seen:
+                continue
+            seen.add(where)
+            try:
+                mode = folder.stat().st_mode
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise _refuse(
+                    f"{name}: folder {folder} cannot be read ({exc.strerror})", name
+                ) from None
+            if not stat.S_ISDIR(mode):
+                raise _refuse(f"{name}: {folder} is not a folder", name)
+            loose = loose_mode(mode, GROUP_OR_OTHER_WRITE)
+            if loose is not None:
+                raise _refuse(
+                    f"{name}: folder {folder} has mode {loose:04o}, so other users can write in "
+                    f"it; allowed: a folder only its owner can write to (e.g. chmod 700 {folder})",
+                    name,
+                    "a folder not writable by its group or others, e.g. mode 0700",
+                )
+
+    def _folders(self) -> list[tuple[Path, str]]:
+        folders = [(self.var_dir, "PIGUARD_VAR_DIR")]
+        if self.master_key is None:
+            folders.append((self.resolved_key_file.parent, "PIGUARD_KEY_FILE"))
+        for url, name in (
+            (self.resolved_database_url, "PIGUARD_DATABASE_URL"),
+            (self.resolved_keystore_url, "PIGUARD_KEYSTORE_URL"),
+        ):
+            file = _sqlite_file(make_url(url))
+            if file is not None:
+                folders.append((file.parent, name))
+        return folders
 
     @property
     def resolved_database_url(self) -> str:
@@ -73,14 +139,73 @@ class Settings(BaseSettings):
         return self.var_dir / "audit-checkpoints.jsonl"
 
 
-def _decoded(raw: str) -> bytes:
+_KEY = "PIGUARD_MASTER_KEY"
+_LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1"})
+_DEFAULT_PORTS = {"postgresql": 5432}
+
+
+def _parsed(url: str, name: str) -> URL:
     try:
-        return base64.b64decode(raw, validate=True)
-    except ValueError:
-        return b""
+        return make_url(url)
+    except ArgumentError:
+        allowed = "sqlite:///path/to/file.db or postgresql+psycopg://user@host:port/database"
+        raise _refuse(f"{name} is not a database URL (allowed: {allowed})", name, allowed) from None
 
 
-def _refuse(why: str) -> InvalidInput:
+def _sqlite_file(url: URL) -> Path | None:
+    """The file of a SQLite URL; None for another backend or an in-memory database."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return None if "uri" in url.query else Path(url.database)
+
+
+def _identity(url: URL) -> tuple[str, ...] | None:
+    """What names one database: a SQLite file by its resolved path (symlinks, `.` and `..`
+    followed, relative to the working folder), a server's by host, port and database name."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        file = _sqlite_file(url)
+        return None if file is None else ("sqlite", str(file.resolve()))
+    socket = url.query.get("host")  # postgresql:///db?host=/run/postgresql
+    host = (url.host or (socket if isinstance(socket, str) else "")).lower()
+    port = url.port or _DEFAULT_PORTS.get(backend, 0)
+    # No host, a loopback address and a socket folder all reach this machine's server (told
+    # apart by port); without a database name, PostgreSQL uses the one named like the user.
+    return (
+        backend,
+        "localhost" if host in _LOCAL_HOSTS or host.startswith("/") else host,
+        str(port),
+        url.database or url.username or "",
+    )
+
+
+def _same_database(a: URL, b: URL) -> bool:
+    first, second = _identity(a), _identity(b)
+    if first is None or second is None:  # in memory: each connection has its own
+        return False
+    if first == second:
+        return True
+    if first[0] == second[0] == "sqlite":
+        try:  # hard links: two paths, one file
+            return os.path.samefile(first[1], second[1])
+        except OSError:
+            return False
+    return False
+
+
+def _where(url: URL) -> str:
+    identity = _identity(url)
+    if identity is None:
+        return url.render_as_string(hide_password=True)
+    if identity[0] == "sqlite":
+        return identity[1]
+    return f"{identity[1]}:{identity[2]}/{identity[3]}"
+
+
+def _refuse(why: str | LocalText, field: str, allowed: str | None = None) -> InvalidInput:
+    text = why if isinstance(why, LocalText) else LocalText(why, why)
     return InvalidInput(
-        LocalText(f"拒绝启动：{why}", f"refusing to start: {why}"), field="PIGUARD_MASTER_KEY"
+        LocalText(f"拒绝启动：{text.zh}", f"refusing to start: {text.en}"),
+        field=field,
+        allowed=allowed,
     )

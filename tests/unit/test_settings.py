@@ -1,17 +1,22 @@
-"""S2: settings fail closed: no key outside dev mode, or a well-known key anywhere, refuses to run.
+"""S2: settings fail closed: no key outside dev mode, a well-known or patterned key anywhere, the
+key store in the main database under another spelling, or a folder other users can write in,
+refuses to run.
 
-The refusal is piguard's own `InvalidInput` (field `PIGUARD_MASTER_KEY`), raised as is: it is not
+The refusal is piguard's own `InvalidInput` (its field names the setting), raised as is: it is not
 a `ValueError`, so pydantic does not wrap it in a `ValidationError`. Through the CLI it is one
-clear line on stderr and exit status 2, never a traceback.
+clear line on stderr and exit status 2, never a traceback, and nothing is created on disk.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import random
 import secrets
+import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,9 +40,9 @@ def _clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def _refusal(excinfo: pytest.ExceptionInfo[InvalidInput]) -> str:
+def _refusal(excinfo: pytest.ExceptionInfo[InvalidInput], field: str = "PIGUARD_MASTER_KEY") -> str:
     assert type(excinfo.value) is InvalidInput
-    assert excinfo.value.field == "PIGUARD_MASTER_KEY"
+    assert excinfo.value.field == field
     assert excinfo.value.message.en.startswith("refusing to start: ")
     assert excinfo.value.message.zh.startswith("拒绝启动：")
     return excinfo.value.message.en
@@ -103,6 +108,32 @@ def test_s2_dev_mode_without_key_accepted() -> None:
     assert not settings.resolved_key_file.exists()  # created on first build, not by Settings
 
 
+# Decoded keys long enough but made by a person (crypto's tests cover each reason).
+PATTERNED = {
+    "counting": bytes(range(40)),
+    "block-twice": random.Random(3).randbytes(20) * 2,
+    "passphrase": b"a passphrase someone typed, in base64",
+}
+
+
+@pytest.mark.parametrize("master", PATTERNED.values(), ids=PATTERNED.keys())
+@pytest.mark.parametrize("dev", [False, True], ids=["prod", "dev"])
+def test_s2_patterned_or_text_master_key_refused_even_in_dev(master: bytes, dev: bool) -> None:
+    key = base64.b64encode(master).decode()
+    with pytest.raises(InvalidInput) as refused:
+        Settings(dev=dev, master_key=key)
+    message = _refusal(refused)
+    assert message.startswith("refusing to start: PIGUARD_MASTER_KEY is not random bytes: ")
+    assert "openssl rand -base64 32" in message  # says how to make a good one
+    assert refused.value.allowed
+    assert key not in message + refused.value.message.zh
+
+
+def test_s2_random_master_keys_are_accepted() -> None:
+    for _ in range(300):
+        Settings(master_key=_good_key())
+
+
 def test_s2_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     key = _good_key()
     monkeypatch.setenv("PIGUARD_MASTER_KEY", key)
@@ -145,13 +176,202 @@ def test_s2_out_of_range_environment_values_are_validation_errors(
     assert [e["loc"] for e in bad.value.errors()] == [("port",)]
 
 
+# --- the key store apart from the data ---------------------------------------------------------
+
+
+def _tree(root: Path) -> set[Path]:
+    return set(root.rglob("*"))
+
+
+def _hard_link(tmp_path: Path) -> str:
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "piguard.db").touch()
+    os.link(tmp_path / "var" / "piguard.db", tmp_path / "keys.db")
+    return "sqlite:///keys.db"
+
+
+def _file_link(tmp_path: Path) -> str:
+    (tmp_path / "keys.db").symlink_to(tmp_path / "var" / "piguard.db")  # before var/ exists
+    return "sqlite:///keys.db"
+
+
+def _folder_link(tmp_path: Path) -> str:
+    (tmp_path / "alias").symlink_to("var", target_is_directory=True)
+    return "sqlite:///alias/piguard.db"
+
+
+# Each gives PIGUARD_KEYSTORE_URL for the file the default PIGUARD_DATABASE_URL (var/piguard.db,
+# relative to the working folder) names.
+SAME_FILE: dict[str, Callable[[Path], str]] = {
+    "dot": lambda _: "sqlite:///var/./piguard.db",
+    "dot-dot": lambda _: "sqlite:///var/../var/piguard.db",
+    "leading-dot": lambda _: "sqlite:///./var/piguard.db",
+    "absolute": lambda tmp: f"sqlite:///{tmp}/var/piguard.db",
+    "symlinked-file": _file_link,
+    "symlinked-folder": _folder_link,
+    "hard-link": _hard_link,
+}
+
+
+@pytest.mark.parametrize("spelling", SAME_FILE.values(), ids=SAME_FILE.keys())
+def test_s2_the_key_store_in_the_main_database_file_refuses(
+    tmp_path: Path, spelling: Callable[[Path], str]
+) -> None:
+    url = spelling(tmp_path)
+    before = _tree(tmp_path)
+    with pytest.raises(InvalidInput) as refused:
+        Settings(dev=True, keystore_url=url)
+    message = _refusal(refused, "PIGUARD_KEYSTORE_URL")
+    assert "names the same database as PIGUARD_DATABASE_URL" in message
+    assert f"PIGUARD_DATABASE_URL ({tmp_path.resolve() / 'var' / 'piguard.db'})" in message
+    assert refused.value.allowed
+    assert _tree(tmp_path) == before  # nothing created
+
+
+def test_s2_the_main_database_in_the_key_store_file_refuses(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        Settings(dev=True, var_dir=tmp_path / "var", database_url="sqlite:///var/./keystore.db")
+    assert "names the same database" in _refusal(refused, "PIGUARD_KEYSTORE_URL")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite:///var/keys.db", "sqlite:///var2/piguard.db", "sqlite:///var/piguard.db.keys"],
+)
+def test_s2_a_key_store_in_another_file_is_accepted(tmp_path: Path, url: str) -> None:
+    (tmp_path / "alias").symlink_to("var2", target_is_directory=True)  # another folder
+    assert Settings(dev=True, keystore_url=url).resolved_keystore_url == url
+
+
+PG = "postgresql+psycopg"
+
+
+@pytest.mark.parametrize(
+    ("data", "keys", "where"),
+    [
+        (
+            f"{PG}://app@db.internal/piguard",
+            "postgresql://keys:pw@DB.internal:5432/piguard",
+            "db.internal:5432/piguard",
+        ),
+        (f"{PG}://app@localhost/piguard", f"{PG}://app@127.0.0.1:5432/piguard", "localhost"),
+        (f"{PG}:///piguard?host=/run/postgresql", f"{PG}://app@localhost/piguard", "localhost"),
+        (f"{PG}://piguard@db", f"{PG}://piguard@db/piguard", "db:5432/piguard"),  # the user's
+        # Another schema of the same database: one dump of it holds data and keys together.
+        (
+            f"{PG}://app@db/piguard?options=-csearch_path%3Ddata",
+            f"{PG}://app@db/piguard?options=-csearch_path%3Dkeys",
+            "db:5432/piguard",
+        ),
+    ],
+)
+def test_s2_the_key_store_in_the_main_postgresql_database_refuses(
+    data: str, keys: str, where: str
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        Settings(dev=True, database_url=data, keystore_url=keys)
+    message = _refusal(refused, "PIGUARD_KEYSTORE_URL")
+    assert f"names the same database as PIGUARD_DATABASE_URL ({where}" in message
+    assert "pw" not in message
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        f"{PG}://app@db/piguard_keys",
+        f"{PG}://app@db:5433/piguard",
+        f"{PG}://app@keys.internal/piguard",
+        "sqlite:///var/keystore.db",
+    ],
+)
+def test_s2_a_key_store_in_another_postgresql_database_is_accepted(keys: str) -> None:
+    Settings(dev=True, database_url=f"{PG}://app@db/piguard", keystore_url=keys)
+
+
+@pytest.mark.parametrize("name", ["database_url", "keystore_url"])
+def test_s2_a_malformed_database_url_refuses(name: str) -> None:
+    field = f"PIGUARD_{name.upper()}"
+    with pytest.raises(InvalidInput) as refused:
+        Settings(dev=True, **{name: "not a url"})
+    assert f"{field} is not a database URL (allowed: sqlite:///" in _refusal(refused, field)
+
+
+# --- folders other users can write in -----------------------------------------------------------
+
+LOOSE = [0o770, 0o775, 0o720, 0o777, 0o757, 0o702, 0o1777]
+TIGHT = [0o700, 0o750, 0o755, 0o711, 0o500]
+
+
+def _folder(path: Path, mode: int) -> Path:
+    path.mkdir(parents=True)
+    path.chmod(mode)
+    return path
+
+
+def _loose_refusal(refused: pytest.ExceptionInfo[InvalidInput], field: str, path: Path) -> None:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    message = _refusal(refused, field)
+    assert f"{field}: folder {path} has mode {mode:04o}, so other users can write in it" in message
+    assert f"allowed: a folder only its owner can write to (e.g. chmod 700 {path})" in message
+    assert refused.value.allowed == "a folder not writable by its group or others, e.g. mode 0700"
+
+
+@pytest.mark.parametrize("mode", LOOSE, ids=oct)
+def test_s2_a_var_dir_others_can_write_in_refuses(tmp_path: Path, mode: int) -> None:
+    var = _folder(tmp_path / "var", mode)
+    with pytest.raises(InvalidInput) as refused:
+        Settings(dev=True, var_dir=var)
+    _loose_refusal(refused, "PIGUARD_VAR_DIR", var)
+    assert list(var.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", TIGHT, ids=oct)
+def test_s2_a_var_dir_only_its_owner_can_write_in_is_accepted(tmp_path: Path, mode: int) -> None:
+    var = _folder(tmp_path / "var", mode)
+    assert Settings(dev=True, var_dir=var).var_dir == var
+
+
+@pytest.mark.parametrize("mode", [0o770, 0o777], ids=oct)
+def test_s2_a_key_file_folder_others_can_write_in_refuses(tmp_path: Path, mode: int) -> None:
+    secrets_dir = _folder(tmp_path / "secrets", 0o700)
+    key_file = secrets_dir / "keys.json"
+    key_file.write_text("{}", encoding="utf-8")
+    secrets_dir.chmod(mode)
+    with pytest.raises(InvalidInput) as refused:
+        Settings(var_dir=tmp_path / "var", key_file=key_file)
+    _loose_refusal(refused, "PIGUARD_KEY_FILE", secrets_dir)
+    # With a master key, the key file is not used: its folder does not matter.
+    Settings(var_dir=tmp_path / "var", key_file=key_file, master_key=_good_key())
+
+
+def test_s2_a_sqlite_folder_others_can_write_in_refuses(tmp_path: Path) -> None:
+    shared = _folder(tmp_path / "shared", 0o777)
+    with pytest.raises(InvalidInput) as refused:
+        Settings(dev=True, var_dir=tmp_path / "var", database_url=f"sqlite:///{shared}/main.db")
+    _loose_refusal(refused, "PIGUARD_DATABASE_URL", shared)
+    assert list(shared.iterdir()) == []
+
+
+def test_s2_a_var_dir_that_is_a_file_refuses(tmp_path: Path) -> None:
+    (tmp_path / "var").write_text("", encoding="utf-8")
+    with pytest.raises(InvalidInput) as refused:
+        Settings(dev=True, var_dir=tmp_path / "var")
+    assert f"PIGUARD_VAR_DIR: {tmp_path / 'var'} is not a folder" in _refusal(
+        refused, "PIGUARD_VAR_DIR"
+    )
+
+
 # --- through the command line --------------------------------------------------------------------
 
 
 def _serve(cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return _cli(cwd, ["serve", "--port", "1"], **env)
+
+
+def _cli(cwd: Path, args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PIGUARD_")}
-    return subprocess.run(
-        [sys.executable, "-m", "piguard.cli.main", "serve", "--port", "1"],
+    return subprocess.run(  # noqa: S603 - our own CLI, with the tests' arguments
+        [sys.executable, "-m", "piguard.cli.main", *args],
         capture_output=True,
         text=True,
         check=False,
@@ -194,3 +414,51 @@ def test_s2_cli_serve_with_a_malformed_key_exits_with_a_message(tmp_path: Path, 
     assert "PIGUARD_MASTER_KEY must be the base64 of at least 32 random bytes" in result.stderr
     assert key not in output
     assert not (tmp_path / "var").exists()
+
+
+def _refused(result: subprocess.CompletedProcess[str]) -> str:
+    """The one line of a refusal on stderr: exit status 2, no traceback."""
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "Traceback" not in output
+    assert result.stderr.startswith("✗ refusing to start: "), output
+    return result.stderr
+
+
+@pytest.mark.parametrize("master", PATTERNED.values(), ids=PATTERNED.keys())
+def test_s2_cli_serve_with_a_patterned_master_key_exits_with_a_message(
+    tmp_path: Path, master: bytes
+) -> None:
+    key = base64.b64encode(master).decode()
+    result = _serve(tmp_path, PIGUARD_MASTER_KEY=key)
+    assert "PIGUARD_MASTER_KEY is not random bytes: " in _refused(result)
+    assert key not in result.stdout + result.stderr
+    assert not (tmp_path / "var").exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite:///var/./piguard.db", "sqlite:///var/../var/piguard.db", "sqlite:///alias/piguard.db"],
+    ids=["dot", "dot-dot", "symlinked-folder"],
+)
+def test_s2_cli_serve_with_the_key_store_in_the_main_database_exits_with_a_message(
+    tmp_path: Path, url: str
+) -> None:
+    (tmp_path / "alias").symlink_to("var", target_is_directory=True)
+    result = _serve(tmp_path, PIGUARD_DEV="1", PIGUARD_KEYSTORE_URL=url)
+    message = _refused(result)
+    assert "PIGUARD_KEYSTORE_URL" in message
+    assert f"same database as PIGUARD_DATABASE_URL ({tmp_path.resolve()}/var/piguard.db)" in message
+    assert _tree(tmp_path) == {tmp_path / "alias"}  # nothing created
+
+
+@pytest.mark.parametrize("mode", [0o770, 0o777], ids=oct)
+def test_s2_cli_demo_with_a_var_dir_others_can_write_in_exits_with_a_message(
+    tmp_path: Path, mode: int
+) -> None:
+    var = _folder(tmp_path / "var", mode)
+    result = _cli(tmp_path, ["demo", "--no-serve", "--people", "1"])
+    message = _refused(result)
+    assert f"PIGUARD_VAR_DIR: folder var has mode {mode:04o}" in message
+    assert "allowed: a folder only its owner can write to (e.g. chmod 700 var)" in message
+    assert list(var.iterdir()) == []

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from piguard.audit.chain import COLUMNS, Row
 from piguard.audit.checkpoint import Checkpoint, SignatureCheck
 from piguard.audit.verify import Problem, VerifyReport, verify_chain
+from piguard.files import private_dir
 from piguard.kernel.errors import InvalidInput
 from piguard.kernel.text import LocalText
 from piguard.vault.crypto import verify_signature
@@ -139,7 +140,7 @@ def append_checkpoint_line(path: Path, cp: Checkpoint, public_key: bytes) -> Non
     One `write` with O_APPEND, so lines of concurrent processes never interleave.
     """
     data = checkpoint_line(cp, public_key)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     created = not path.exists()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from piguard.bootstrap import Piguard, build
 from piguard.kernel.errors import PiguardError
@@ -18,7 +19,7 @@ def build_or_exit(settings: Settings) -> Piguard:
     try:
         return build(settings)
     except PiguardError as exc:
-        errors.print(f"[red]✗[/red] {exc.message.en}", highlight=False)
+        _say(exc.message.en)
         raise typer.Exit(2) from None
 
 
@@ -26,6 +27,10 @@ def settings_or_exit(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except (PiguardError, ValidationError) as exc:
-        message = exc.message.en if isinstance(exc, PiguardError) else str(exc)
-        errors.print(f"[red]✗[/red] {message}")
+        _say(exc.message.en if isinstance(exc, PiguardError) else str(exc))
         raise typer.Exit(2) from None
+
+
+def _say(message: str) -> None:
+    # As written: not read as markup (a `[...]` in it), not wrapped (a path stays whole).
+    errors.print(f"[red]✗[/red] {escape(message)}", highlight=False, soft_wrap=True)

@@ -8,16 +8,20 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from piguard.files import private_dir, private_file
+
 READONLY = "piguard_readonly"
 
 
 def make_engine(url: str, *, secure_delete: bool = False, **kwargs: Any) -> Engine:
-    """Build an engine; for SQLite, create the folder and set durable pragmas per connection."""
+    """Build an engine; for SQLite, set durable pragmas per connection, and create a missing
+    database file 0600 in a 0700 folder (its -wal and -shm files take the file's mode)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, **kwargs)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if parsed.database and parsed.database != ":memory:" and "uri" not in parsed.query:
+        private_dir(Path(parsed.database).parent)
+        private_file(Path(parsed.database))
     engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
     @event.listens_for(engine, "connect")

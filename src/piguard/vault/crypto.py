@@ -15,6 +15,7 @@ import os
 import secrets
 import stat
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Final, NoReturn
 
@@ -24,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from piguard.files import GROUP_OR_OTHER_ACCESS, loose_mode, private_dir
 from piguard.kernel.errors import IntegrityError, InvalidInput
 from piguard.kernel.text import LocalText
 
@@ -39,6 +41,76 @@ _KEY_FILE_FIELDS: Final = frozenset(
 )
 _KEY_FILE_MAX_BYTES: Final = 64 * 1024
 _MASTER_KEY_VAR: Final = "PIGUARD_MASTER_KEY"
+
+
+MASTER_KEY_ALLOWED: Final = (
+    f"the base64 of at least {KEY_SIZE} random bytes, e.g. from `openssl rand -base64 {KEY_SIZE}`"
+)
+# Tests of a decoded master key for a pattern or text instead of random bytes. Each refuses a
+# truly random key of n >= 32 bytes with a chance that only falls as n grows; the figures are
+# for n = 32, computed exactly (the four together stay below 2^-34, one in 20 billion keys):
+# - fewer than 16 distinct byte values (one byte over and over, a short block repeated): random
+#   32 bytes show about 30, fewer than 16 with a chance below 2^-54;
+# - steps between neighbouring bytes (mod 256) taking fewer than 16 values (counting up or down,
+#   in any constant stride): the 31 steps of random bytes are independent and uniform, so the
+#   same bound applies, below 2^-50;
+# - a period of at most n/2 (a block written twice or more, such as 16 random bytes doubled to
+#   pass the length check): at most 2 * 256^(-n/2), 2^-127;
+# - valid UTF-8 made only of printable characters and whitespace (a passphrase, or hex digits,
+#   base64-encoded): about 2^-34 (ASCII alone would be 2^-43; other scripts count too).
+_MIN_DISTINCT: Final = 16
+
+
+def master_key_problem(b64: str) -> LocalText | None:
+    """Why `b64` cannot be a master key (not base64 of >= 32 bytes, or not random), or None."""
+    try:
+        master = base64.b64decode(b64.strip(), validate=True)
+    except ValueError:
+        master = b""
+    if len(master) < KEY_SIZE:
+        return LocalText(
+            f"{_MASTER_KEY_VAR} 必须是至少 {KEY_SIZE} 个随机字节的 base64 编码",
+            f"{_MASTER_KEY_VAR} must be the base64 of at least {KEY_SIZE} random bytes",
+        )
+    why = _not_random(master)
+    if why is None:
+        return None
+    return LocalText(
+        f"{_MASTER_KEY_VAR} 不是随机字节：{why.zh}；请用 `openssl rand -base64 {KEY_SIZE}` 生成",
+        f"{_MASTER_KEY_VAR} is not random bytes: {why.en}; "
+        f"generate one with `openssl rand -base64 {KEY_SIZE}`",
+    )
+
+
+def _not_random(master: bytes) -> LocalText | None:
+    # Never names the bytes themselves: the message must not leak any part of the key.
+    distinct = len(set(master))
+    if distinct < _MIN_DISTINCT:
+        return LocalText(
+            f"只有 {distinct} 种不同的字节值", f"its bytes take only {distinct} distinct values"
+        )
+    steps = len({(b - a) % 256 for a, b in pairwise(master)})
+    if steps < _MIN_DISTINCT:
+        return LocalText(
+            f"字节按简单规律排列（相邻字节之差只有 {steps} 种）",
+            f"its bytes follow a simple sequence (steps from byte to byte: only {steps} distinct)",
+        )
+    n = len(master)
+    period = next((p for p in range(1, n // 2 + 1) if master[p:] == master[:-p]), None)
+    if period is not None:
+        return LocalText(
+            f"由 {period} 个字节的片段重复组成", f"it is a block of {period} bytes repeated"
+        )
+    try:
+        text = master.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if all(c.isprintable() or c.isspace() for c in text):
+        return LocalText(
+            "解码后是可打印的文本（口令？），不是随机字节",
+            "it decodes to printable text (a passphrase?), not random bytes",
+        )
+    return None
 
 
 def _lp(*parts: bytes) -> bytes:
@@ -300,19 +372,10 @@ class KeyMaterial:
 
         Changing the master key changes all three keys: blind indexes must then be rebuilt.
         """
-        try:
-            master = base64.b64decode(b64.strip(), validate=True)
-        except ValueError:
-            master = b""
-        if len(master) < KEY_SIZE:
-            raise InvalidInput(
-                LocalText(
-                    f"{_MASTER_KEY_VAR} 必须是至少 {KEY_SIZE} 个随机字节的 base64 编码",
-                    f"{_MASTER_KEY_VAR} must be the base64 of at least {KEY_SIZE} random bytes",
-                ),
-                field=_MASTER_KEY_VAR,
-                allowed=f"base64 of at least {KEY_SIZE} random bytes",
-            )
+        problem = master_key_problem(b64)
+        if problem is not None:
+            raise InvalidInput(problem, field=_MASTER_KEY_VAR, allowed=MASTER_KEY_ALLOWED)
+        master = base64.b64decode(b64.strip(), validate=True)
         return cls(
             KeyEncryptionKey(_hkdf(master, b"piguard/v1/kek")),
             BlindIndex(_hkdf(master, b"piguard/v1/blind-index")),
@@ -416,12 +479,12 @@ def _read_key_file(path: Path) -> KeyMaterial:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise _key_file_error(path, "不是普通文件", "not a regular file")
-        # POSIX only: Windows reports no group/other bits to check.
-        if os.name == "posix" and info.st_mode & 0o077:
+        loose = loose_mode(info.st_mode, GROUP_OR_OTHER_ACCESS)
+        if loose is not None:
             raise _key_file_error(
                 path,
-                f"权限 {stat.S_IMODE(info.st_mode):04o} 允许其他用户访问，应为 0600",
-                f"mode {stat.S_IMODE(info.st_mode):04o} lets other users in; use 0600",
+                f"权限 {loose:04o} 允许其他用户访问，应为 0600",
+                f"mode {loose:04o} lets other users in; use 0600",
             )
         raw = handle.read(_KEY_FILE_MAX_BYTES + 1)
     if len(raw) > _KEY_FILE_MAX_BYTES:
@@ -430,7 +493,7 @@ def _read_key_file(path: Path) -> KeyMaterial:
 
 
 def _write_temp(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

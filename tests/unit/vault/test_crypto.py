@@ -7,6 +7,8 @@ import hashlib
 import json
 import os
 import pickle
+import random
+import secrets
 import stat
 import threading
 from collections.abc import Callable
@@ -27,6 +29,7 @@ from piguard.vault.crypto import (
     aad_for,
     key_aad_for,
     load_or_create_key_file,
+    master_key_problem,
     verify_signature,
     wrapped_key_id,
     write_key_file,
@@ -338,6 +341,57 @@ def test_s2_weak_or_malformed_master_key_refused(value: str) -> None:
     assert caught.value.field == "PIGUARD_MASTER_KEY"
     assert caught.value.allowed
     assert caught.value.message.zh.strip()
+
+
+# Decoded master keys a person made, each with the reason that must refuse it. The 24-byte block
+# is random (seeded), so only the period test can catch it written twice.
+_BLOCK = random.Random(9).randbytes(24)
+PATTERNED_KEYS = [
+    pytest.param(b"ab" * 16, "only 2 distinct values", id="ab-repeated"),
+    pytest.param(b"\x5a" * 64, "only 1 distinct values", id="one-byte"),
+    pytest.param(bytes(range(32)), "simple sequence (steps from byte to byte: only 1", id="up"),
+    pytest.param(bytes(range(255, 191, -1)), "simple sequence", id="down-64-bytes"),
+    pytest.param(bytes(i * 37 % 256 for i in range(40)), "simple sequence", id="stride-37"),
+    pytest.param(bytes(range(16)) * 2, "simple sequence", id="counting-twice"),
+    pytest.param(_BLOCK * 2, "a block of 24 bytes repeated", id="random-block-twice"),
+    pytest.param(_BLOCK * 3, "a block of 24 bytes repeated", id="random-block-thrice"),
+    pytest.param(b"correct horse battery staple, then some", "printable text", id="passphrase"),
+    pytest.param(b"my long vault passphrase, typed in!\n", "printable text", id="echo-newline"),
+    pytest.param(  # all 16 hex digits: only the text test catches it
+        hashlib.sha256(b"key").hexdigest().encode(), "printable text", id="hex-digits-as-text"
+    ),
+    pytest.param("我的主密钥口令是一句很长的中文句子".encode(), "printable text", id="chinese"),
+]
+
+
+@pytest.mark.parametrize(("master", "reason"), PATTERNED_KEYS)
+def test_s2_patterned_or_text_master_key_refused(master: bytes, reason: str) -> None:
+    assert len(master) >= 32  # long enough: refused for its content, not its length
+    b64 = base64.b64encode(master).decode()
+    problem = master_key_problem(b64)
+    assert problem is not None
+    assert reason in problem.en
+    with pytest.raises(InvalidInput) as caught:
+        KeyMaterial.from_master_key(b64)
+    assert caught.value.field == "PIGUARD_MASTER_KEY"
+    assert caught.value.allowed
+    assert "openssl rand -base64 32" in caught.value.allowed
+    assert caught.value.message.en.startswith("PIGUARD_MASTER_KEY is not random bytes: ")
+    assert "不是随机字节" in caught.value.message.zh
+    assert b64 not in caught.value.message.en + caught.value.message.zh
+
+
+def test_s2_random_master_keys_are_never_refused() -> None:
+    # The chance that a random key fails a test is below 2^-34 (see crypto.py): none of these may.
+    # Most are 32 bytes, the shortest allowed and the likeliest to look patterned.
+    sizes = [32] * 20_000 + [n for n in range(33, 129) for _ in range(50)]
+    refused = []
+    for size in sizes:
+        b64 = base64.b64encode(secrets.token_bytes(size)).decode()
+        if master_key_problem(b64) is not None:
+            refused.append(b64)
+    assert refused == []
+    KeyMaterial.from_master_key(b64)
 
 
 # --- key file (R4, S2) -----------------------------------------------------------------------
