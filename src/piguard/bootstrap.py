@@ -86,7 +86,8 @@ def build(
     clock = clock or SystemClock()
     private_dir(settings.var_dir)
     policy = load_policy(settings.policy_file or bundled_policy_path())
-    db = make_engine(settings.resolved_database_url)
+    # Deleted rows are overwritten, not left in free pages: erased blind indexes included (S2).
+    db = make_engine(settings.resolved_database_url, secure_delete=True)
     keystore_db = open_keystore(settings.resolved_keystore_url)
     if migrate:
         upgrade(db, "main")

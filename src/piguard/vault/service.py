@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
 from piguard.consent.model import ConsentEvent, ConsentEventKind, Guardianship
 from piguard.consent.repository import ConsentRepository
+from piguard.db.engine import is_sqlite, sqlite_maintenance
 from piguard.db.uow import Transactions
 from piguard.enforcement import Enforcer
 from piguard.kernel.clock import Clock
@@ -291,6 +292,10 @@ class VaultService:
             repo.delete_indexes(subject_id)
             repo.mark_erased(subject_id, self._clock.now())
             uow.commit()
+        if is_sqlite(self._tx.engine):
+            # Fold the WAL into the securely overwritten file: no old page keeps the subject's
+            # blind indexes (best effort while other connections read).
+            sqlite_maintenance(self._tx.engine, "PRAGMA wal_checkpoint(TRUNCATE)")
 
     def purge_erased(self, batch: int = 10_000) -> int:
         """Delete up to `batch` unreadable values of erased subjects; returns how many."""

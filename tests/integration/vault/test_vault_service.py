@@ -14,6 +14,7 @@ from piguard.kernel.errors import Conflict, Denied, IntegrityError, InvalidInput
 from piguard.policy.decision import Actor
 from piguard.policy.model import ActorKind
 from piguard.population import Person, people
+from piguard.settings import Settings
 from piguard.vault.crypto import aad_for, key_aad_for
 from piguard.vault.keystore import KeyStore
 from piguard.vault.rotation import rotate
@@ -282,3 +283,32 @@ def test_c2_5_collection_times_come_back_aware_in_utc(app: Piguard, crowd: list[
 
     assert stored.collected_at.utcoffset() == timedelta(0)
     assert before <= stored.collected_at <= app.clock.now()  # comparable with aware times
+
+
+def test_s2_r4_erasure_leaves_no_blind_index_in_the_database_file_or_its_wal(
+    tmp_path: Path, crowd: list[Person]
+) -> None:
+    """The embedded database's own files, as an attacker with var/ and the index key reads them
+    (PostgreSQL's storage is its own)."""
+    app = build(Settings(dev=True, var_dir=tmp_path / "var"))
+    try:
+        gone, kept = _register(app, crowd)[:2]
+        app.audit.flush()
+        digests = {
+            who: app.keys.blind_index.digest(PHONE, person.phone).encode()
+            for who, person in ((gone, crowd[0]), (kept, crowd[1]))
+        }
+        database = Path(str(app.db.url.database))
+        files = (database, Path(f"{database}-wal"))
+
+        def on_disk() -> bytes:
+            return b"".join(p.read_bytes() for p in files if p.exists())
+
+        assert digests[gone] in on_disk()
+        app.vault.erase_subject(SUBJECT, gone)
+        left = on_disk()
+    finally:
+        app.close()
+
+    assert digests[gone] not in left  # not in a live page, a free page or the WAL
+    assert digests[kept] in left
