@@ -61,7 +61,8 @@ def list_keys() -> None:
         keys, now = app_.api_keys.list_keys(), app_.clock.now()
     finally:
         app_.close()
-    table = Table("id", "role", "subject", "label", "created", "expires", "revoked", "live")
+    columns = ("id", "role", "subject", "label", "created", "expires", "revoked", "live")
+    table = Table(*columns, box=None)  # plain columns: readable, and easy to grep
     for k in keys:
         table.add_row(
             k.key_id,
