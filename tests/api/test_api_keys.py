@@ -133,11 +133,11 @@ def test_s2_the_privacy_officer_revokes_a_key_and_it_is_refused_at_once(
 
     assert _get(http, victim.token, "/v1/audit/verify").status_code == 401
     assert _delete(http, _officer(api), victim.key_id).status_code == 204  # already: no change
-    revokes = [r for r in api.records_since(head) if r["action"] == "key_revoke"]
+    revokes = [r for r in api.records_since(head, key_events=True) if r["action"] == "key_revoke"]
     assert len(revokes) == 1
     assert revokes[0]["actor"].startswith("staff:privacy_officer:key_")
     assert revokes[0]["detail"] == f"key_revoke:{victim.key_id}:role:auditor"
-    assert victim.token.partition(".")[2] not in str(api.records_since(0))
+    assert victim.token.partition(".")[2] not in str(api.records_since(0, key_events=True))
 
 
 @pytest.mark.parametrize("role", ["auditor", "payment_service", "customer_service_agent"])
@@ -171,7 +171,7 @@ def test_s2_revoking_an_unknown_key_is_404(api: Api, http: httpx.Client) -> None
 def test_s2_issuing_a_key_is_audited_in_its_transaction_without_the_token(api: Api) -> None:
     head = api.audit_head()
     issued = api.piguard.api_keys.create("auditor", "audited", actor="cli:tester")
-    records = api.records_since(head)
+    records = api.records_since(head, key_events=True)
     assert [(r["actor"], r["action"], r["detail"]) for r in records] == [
         ("cli:tester", "key_issue", f"key_issue:{issued.key_id}:role:auditor")
     ]
