@@ -116,7 +116,9 @@ def synthetic_policy(rules: int, seed: int = 7) -> m.Policy:
 
 def _bindings(purpose: str, category: str) -> m.Bindings:
     """The engine never reads bindings; the services do, and no service runs here."""
-    return m.Bindings(purpose, purpose, purpose, category, purpose, purpose, category)
+    return m.Bindings(
+        purpose, purpose, purpose, category, purpose, purpose, category, purpose, category
+    )
 
 
 def _categories() -> dict[str, m.Category]:

@@ -137,6 +137,6 @@ def build(
         consents=consents,
         guardians=guardians,
         recipients=RecipientRegistry(policy),
-        api_keys=ApiKeys(transactions, policy, clock),
+        api_keys=ApiKeys(transactions, policy, clock, audit),
         clock=clock,
     )

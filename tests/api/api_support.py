@@ -43,6 +43,8 @@ TABLES = (
     "setting_events",
     "audit_records",
 )
+# Audit actions of issuing and revoking API keys (auth.service).
+KEY_EVENTS = ("key_issue", "key_revoke")
 
 # -- synthetic identifiers, computed (never real people) ------------------------------------------
 
@@ -211,18 +213,21 @@ class Api:
         return found
 
     def audit_since(self, seq: int) -> list[tuple[str, str, str, str]]:
-        """(actor, purpose, effect, detail) of the audit records after `seq`."""
+        """(actor, purpose, effect, detail) of the audit records after `seq`, but for the
+        issue and revocation of API keys (`KEY_EVENTS`: the clients mint keys on first use)."""
         self.piguard.audit.flush()
         with _readonly(self.var_dir / "piguard.db") as db:
             rows = db.execute(
                 "SELECT actor, purpose, effect, detail FROM audit_records WHERE seq > ? "
-                "ORDER BY seq",
-                (seq,),
+                "AND action NOT IN (?, ?) ORDER BY seq",
+                (seq, *KEY_EVENTS),
             ).fetchall()
         return [(str(a), str(p), str(e), str(d)) for a, p, e, d in rows]
 
-    def records_since(self, seq: int) -> list[dict[str, str]]:
-        """Every field but the hashes of the audit records after `seq`, after a flush."""
+    def records_since(self, seq: int, *, key_events: bool = False) -> list[dict[str, str]]:
+        """Every field but the hashes of the audit records after `seq`, after a flush; those of
+        issuing and revoking API keys only with `key_events` (the clients mint keys on first
+        use)."""
         self.piguard.audit.flush()
         with _readonly(self.var_dir / "piguard.db") as db:
             db.row_factory = sqlite3.Row
@@ -231,7 +236,7 @@ class Api:
                 "FROM audit_records WHERE seq > ? ORDER BY seq",
                 (seq,),
             ).fetchall()
-        return [dict(row) for row in rows]
+        return [dict(row) for row in rows if key_events or row["action"] not in KEY_EVENTS]
 
     def audit_head(self) -> int:
         self.piguard.audit.flush()

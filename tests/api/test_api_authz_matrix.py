@@ -55,6 +55,7 @@ class World:
     minor: str
     event: str
     http: httpx.Client
+    spare_key: str = ""  # the id of a key the DELETE /v1/keys probe revokes (again and again)
     keys: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def key(self, role: str, subject: str | None = None) -> str:
@@ -255,6 +256,16 @@ PROBES: dict[tuple[str, str], Probe] = {
         200,
         other_subject=403,
     ),
+    ("GET", "/v1/keys"): Probe(
+        Action.READ, "access_management", lambda w, r, p: ("/v1/keys", {}), 200, other_subject=403
+    ),
+    ("DELETE", "/v1/keys/{key_id}"): Probe(
+        Action.UPDATE,
+        "access_management",
+        lambda w, r, p: (f"/v1/keys/{w.spare_key}", {}),
+        204,
+        other_subject=403,
+    ),
 }
 
 
@@ -301,7 +312,8 @@ def world(api: Api, policy: Policy) -> Iterator[World]:
     ward = new_person().values | {ID_NUMBER: _minor_id()}
     minor = me.register_ward(subject, ward, "parent", "hukou:2026-0001")
     with httpx.Client(base_url=api.base_url, timeout=10) as http:
-        yield World(api, policy, subject, person.phone, minor, event, http)
+        spare = api.piguard.api_keys.create("auditor", "matrix spare").key_id
+        yield World(api, policy, subject, person.phone, minor, event, http, spare)
 
 
 def _stored(api: Api) -> dict[str, int]:

@@ -1,5 +1,11 @@
 """API keys: created for a policy role (and, for subjects, bound to one subject), shown once,
-stored as SHA-256, compared in constant time. Authentication yields the `Actor` the engine sees."""
+stored as SHA-256, compared in constant time. Authentication yields the `Actor` the engine sees.
+
+Every key expires (S2): by default 90 days after issue for services and staff, 30 for a subject's
+own key. An expired or revoked key is refused exactly like an unknown one. Issuing and revoking
+are audited in the same transaction as the change, naming the key id and role, never the token.
+Whether a caller may list or revoke keys is the engine's question, asked by the caller of this
+service (the route), under the policy's `bindings.keys_purpose`."""
 
 from __future__ import annotations
 
@@ -7,14 +13,16 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import cast
+from datetime import datetime, timedelta
+from typing import Any, Final, cast
 
 from sqlalchemy import Table, insert, select, update
 
+from piguard.audit.ports import AuditDraft, AuditSink
 from piguard.auth.tables import ApiKeyRow
 from piguard.db.uow import Transactions
 from piguard.kernel.clock import Clock
-from piguard.kernel.errors import InvalidInput, Unauthenticated
+from piguard.kernel.errors import InvalidInput, NotFound, Unauthenticated
 from piguard.kernel.ids import new_id
 from piguard.kernel.text import LocalText
 from piguard.policy.decision import Actor
@@ -22,6 +30,10 @@ from piguard.policy.model import ActorKind, Policy
 
 _PREFIX = "pgk"
 _KEYS = cast(Table, ApiKeyRow.__table__)
+# Default lifetimes in days: a subject's own key is shorter-lived than a service's or staff's.
+DEFAULT_DAYS: Final = {ActorKind.SUBJECT: 30}
+DEFAULT_OTHER_DAYS: Final = 90
+MAX_DAYS: Final = 366
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,17 +49,52 @@ class IssuedKey:
     key_id: str
     role: str
     token: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What may be shown of a key: never its secret or the secret's hash."""
+
+    key_id: str
+    role: str
+    subject_id: str | None
+    label: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    # Issued before keys had an expiry (migration 0004): `expires_at` is the default lifetime.
+    legacy: bool
+
+    def live(self, now: datetime) -> bool:
+        return self.revoked_at is None and now < self.expires_at
+
+
+def default_days(kind: ActorKind) -> int:
+    return DEFAULT_DAYS.get(kind, DEFAULT_OTHER_DAYS)
 
 
 class ApiKeys:
-    def __init__(self, transactions: Transactions, policy: Policy, clock: Clock) -> None:
+    def __init__(
+        self, transactions: Transactions, policy: Policy, clock: Clock, audit: AuditSink
+    ) -> None:
         self._tx = transactions
         self._policy = policy
         self._clock = clock
+        self._audit = audit
         self._guardian_role = policy.bindings.guardian_role
 
-    def create(self, role: str, label: str, subject_id: str | None = None) -> IssuedKey:
-        """A new key for a policy role; the token is returned once and never stored."""
+    def create(
+        self,
+        role: str,
+        label: str,
+        subject_id: str | None = None,
+        *,
+        days: int | None = None,
+        actor: str = "system",
+    ) -> IssuedKey:
+        """A new key for a policy role, valid `days` (default: its kind's lifetime); the token is
+        returned once and never stored. `actor` (who issues it) is named in the audit record."""
         found = self._policy.roles.get(role)
         # The guardian role is piguard's to give, per request, after checking a recorded link
         # (M1): a key for it would be a standing claim to be someone's guardian.
@@ -70,8 +117,18 @@ class ApiKeys:
                 ),
                 field="subject_id",
             )
+        lifetime = default_days(found.kind) if days is None else days
+        if not 1 <= lifetime <= MAX_DAYS:
+            raise InvalidInput(
+                LocalText(
+                    f"有效期须为 1 至 {MAX_DAYS} 天", f"a key is valid for 1 to {MAX_DAYS} days"
+                ),
+                field="days",
+            )
         key_id = new_id("key")
         secret = secrets.token_urlsafe(32)
+        now = self._clock.now()
+        expires = now + timedelta(days=lifetime)
         with self._tx.write() as uow:
             uow.connection.execute(
                 insert(_KEYS),
@@ -81,11 +138,13 @@ class ApiKeys:
                     "role": role,
                     "subject_id": subject_id,
                     "label": label[:200],
-                    "created_at": self._clock.now(),
+                    "created_at": now,
+                    "expires_at": expires,
                 },
             )
+            self._audit.append(uow, [self._draft(actor, "key_issue", key_id, role, subject_id)])
             uow.commit()
-        return IssuedKey(key_id, role, f"{_PREFIX}_{key_id}.{secret}")
+        return IssuedKey(key_id, role, f"{_PREFIX}_{key_id}.{secret}", expires)
 
     def authenticate(self, token: str) -> Caller:
         prefix, _, rest = token.partition("_")
@@ -98,18 +157,91 @@ class ApiKeys:
         if not hmac.compare_digest(expected, _hash(secret)) or row is None or row.revoked_at:
             raise _unauthenticated()
         role = self._policy.roles.get(row.role)
-        if role is None:
+        if role is None or self._clock.now() >= expiry_of(row, role.kind):
             raise _unauthenticated()
         return Caller(Actor(role.kind, role.key, principal=row.id), row.subject_id)
 
-    def revoke(self, key_id: str) -> None:
+    def list_keys(self) -> list[KeyInfo]:
+        """Every key, oldest first, without its secret or hash."""
+        columns = [c for c in _KEYS.c if c.name != "secret_hash"]
+        with self._tx.read() as uow:
+            rows = uow.connection.execute(select(*columns).order_by(_KEYS.c.created_at)).all()
+        return [self._info(row) for row in rows]
+
+    def get(self, key_id: str) -> KeyInfo:
+        """One key, without its secret or hash; NotFound when there is none."""
+        columns = [c for c in _KEYS.c if c.name != "secret_hash"]
+        with self._tx.read() as uow:
+            row = uow.connection.execute(select(*columns).where(_KEYS.c.id == key_id)).first()
+        if row is None:
+            raise no_such_key()
+        return self._info(row)
+
+    def revoke(self, key_id: str, *, actor: str = "system") -> bool:
+        """Revoke a key at once; audited in the same transaction. False if it already was;
+        NotFound if there is no such key."""
         with self._tx.write() as uow:
+            row = uow.connection.execute(
+                select(_KEYS.c.role, _KEYS.c.subject_id, _KEYS.c.revoked_at).where(
+                    _KEYS.c.id == key_id
+                )
+            ).first()
+            if row is None:
+                raise no_such_key()
+            if row.revoked_at is not None:
+                return False
             uow.connection.execute(
                 update(_KEYS)
                 .where(_KEYS.c.id == key_id, _KEYS.c.revoked_at.is_(None))
                 .values(revoked_at=self._clock.now())
             )
+            self._audit.append(
+                uow, [self._draft(actor, "key_revoke", key_id, row.role, row.subject_id)]
+            )
             uow.commit()
+        return True
+
+    def _info(self, row: Any) -> KeyInfo:
+        role = self._policy.roles.get(row.role)
+        kind = role.kind if role is not None else ActorKind.SERVICE
+        return KeyInfo(
+            key_id=row.id,
+            role=row.role,
+            subject_id=row.subject_id,
+            label=row.label,
+            created_at=row.created_at,
+            expires_at=expiry_of(row, kind),
+            revoked_at=row.revoked_at,
+            legacy=row.expires_at is None,
+        )
+
+    def _draft(
+        self, actor: str, action: str, key_id: str, role: str, subject_id: str | None
+    ) -> AuditDraft:
+        b = self._policy.bindings
+        return AuditDraft(
+            actor=actor,
+            action=action,
+            purpose=b.keys_purpose,
+            subject=subject_id or "",
+            categories=(b.keys_category,),
+            effect="allow",
+            clauses=("S2",),
+            policy_version=self._policy.key,
+            detail=f"{action}:{key_id}:role:{role}",
+        )
+
+
+def expiry_of(row: Any, kind: ActorKind) -> datetime:
+    """When a key stops working: its own expiry, or for a key issued before keys had one
+    (migration 0004), the default lifetime of its role's kind from its creation."""
+    if row.expires_at is not None:
+        return cast(datetime, row.expires_at)
+    return cast(datetime, row.created_at) + timedelta(days=default_days(kind))
+
+
+def no_such_key() -> NotFound:
+    return NotFound(LocalText("没有这个 API 密钥", "no such API key"), field="key_id")
 
 
 def _hash(secret: str) -> str:

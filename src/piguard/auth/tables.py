@@ -21,3 +21,6 @@ class ApiKeyRow(Base):
     label: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Set for every key issued since migration 0004; NULL for an older key, which lives the
+    # default lifetime of its role's kind from `created_at` (`auth.service.expiry_of`).
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

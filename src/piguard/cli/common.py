@@ -31,6 +31,12 @@ def settings_or_exit(**overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
+def refuse(exc: PiguardError) -> typer.Exit:
+    """Print a refusal of the service (unknown role, unknown key) and the exit to raise."""
+    _say(exc.message.en)
+    return typer.Exit(2)
+
+
 def _say(message: str) -> None:
     # As written: not read as markup (a `[...]` in it), not wrapped (a path stays whole).
     errors.print(f"[red]✗[/red] {escape(message)}", highlight=False, soft_wrap=True)

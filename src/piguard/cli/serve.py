@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from piguard.bootstrap import Piguard
 from piguard.cli.common import build_or_exit, settings_or_exit
+from piguard.cli.keys import operator
 from piguard.logs import install_record_factory, uvicorn_log_config
 from piguard.population import seed_population
 from piguard.vault.tables import SubjectRow
@@ -59,13 +60,20 @@ def demo(
             seed_population(
                 app_, people - existing, lambda: bar.advance(task), seed=2017 + existing
             )
-    tokens = {role: app_.api_keys.create(role, f"demo {role}").token for role in DEMO_ROLES}
     first = _first_subject(app_)
-    if first is not None:
-        tokens[f"subject {first}"] = app_.api_keys.create("subject", "demo subject", first).token
-    console.rule("demo API keys (generated now, shown once)")
-    for role, token in tokens.items():
-        console.print(f"[bold]{role}[/bold]  {token}", soft_wrap=True, highlight=False)
+    tokens = demo_keys(app_, first)
+    if tokens:
+        console.rule("demo API keys (generated now, shown once)")
+        for role, token in tokens.items():
+            console.print(f"[bold]{role}[/bold]  {token}", soft_wrap=True, highlight=False)
+    else:
+        console.print(
+            "demo API keys exist and are unexpired (their tokens were shown when they were made; "
+            "`piguard keys list` shows them); mint another with "
+            "`piguard keys create-api-key --role ROLE`",
+            soft_wrap=True,
+            highlight=False,
+        )
     base = f"http://{settings.host}:{port}"
     console.print(f"API docs: {base}/docs · policy notice: {base}/v1/policy?lang=en")
     if first is not None:
@@ -79,6 +87,23 @@ def demo(
         app_.close()
         return
     _run(app_, settings.host, port)
+
+
+def demo_keys(app_: Piguard, subject: str | None) -> dict[str, str]:
+    """Tokens of the demo keys minted now: one per demo role (and the first subject) that has no
+    live demo key yet. Tokens are never stored, so an existing key is not shown again; restarts
+    never add live demo keys."""
+    now = app_.clock.now()
+    live = {k.label for k in app_.api_keys.list_keys() if k.live(now)}
+    wanted: list[tuple[str, str, str | None]] = [(r, f"demo {r}", None) for r in DEMO_ROLES]
+    if subject is not None:
+        wanted.append(("subject", "demo subject", subject))
+    tokens = {}
+    for role, label, bound in wanted:
+        if label not in live:
+            issued = app_.api_keys.create(role, label, bound, actor=operator())
+            tokens[role if bound is None else f"subject {bound}"] = issued.token
+    return tokens
 
 
 def _first_subject(app_: Piguard) -> str | None:

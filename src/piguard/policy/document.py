@@ -270,6 +270,8 @@ class BindingsDoc(Strict):
     lookup_purpose: Key
     audit_purpose: Key
     audit_category: Key
+    keys_purpose: Key
+    keys_category: Key
     age_from: Key | None = None
     birth_date: Key | None = None
     guardian_role: Key | None = None

@@ -154,14 +154,16 @@ def _binding_problems(doc: d.PolicyDoc) -> Iterator[Problem]:
     b = doc.bindings
     for field in ("registration_purpose", "self_service_purpose", "consent_purpose"):
         yield from _binding(field, getattr(b, field), doc.purposes, "purpose")
-    for field in ("lookup_purpose", "audit_purpose"):
+    for field in ("lookup_purpose", "audit_purpose", "keys_purpose"):
         yield from _binding(field, getattr(b, field), doc.purposes, "purpose")
-    for field in ("consent_category", "audit_category"):
+    for field in ("consent_category", "audit_category", "keys_category"):
         yield from _binding(field, getattr(b, field), doc.categories, "category")
     if b.consent_purpose in doc.purposes and b.consent_category not in _declared(
         doc, b.consent_purpose
     ):
         yield "bindings.consent_category", "must be declared by the consent purpose", None
+    if b.keys_purpose in doc.purposes and b.keys_category not in _declared(doc, b.keys_purpose):
+        yield "bindings.keys_category", "must be declared by the keys purpose", None
     if b.age_from is not None:
         yield from _binding("age_from", b.age_from, doc.categories, "category")
         cat = doc.categories.get(b.age_from)

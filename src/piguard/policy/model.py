@@ -460,6 +460,9 @@ class Bindings:
     lookup_purpose: str
     audit_purpose: str
     audit_category: str
+    # S2: listing and revoking API keys (`GET /v1/keys`, `DELETE /v1/keys/{id}`).
+    keys_purpose: str
+    keys_category: str
     age_from: str | None = None
     birth_date: str | None = None
     guardian_role: str | None = None

@@ -26,6 +26,7 @@ from piguard.web.routes import (
     consents,
     decide,
     guardians,
+    keys,
     lookup,
     policy,
     privacy_settings,
@@ -57,7 +58,8 @@ def create_app(piguard: Piguard) -> FastAPI:
     app.state.piguard = piguard
     app.state.refusals = refusals
     install_error_handlers(app)
-    for module in (subjects, consents, guardians, privacy_settings, lookup, decide, policy, audit):
+    routers = (subjects, consents, guardians, privacy_settings, lookup, decide, policy, audit, keys)
+    for module in routers:
         app.include_router(module.router)
     app.add_api_route("/docs", _docs_page(app), include_in_schema=False)
     # add_middleware wraps: the last added is the outermost.

@@ -247,6 +247,19 @@ class AuditProblemOut(BaseModel):
     summary: dict[str, str]
 
 
+class ApiKeyOut(BaseModel):
+    """An API key as listed: never its secret or the secret's hash."""
+
+    id: str
+    role: str
+    subject_id: str | None
+    label: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    live: bool
+
+
 class AuditVerifyOut(BaseModel):
     ok: bool
     records_checked: int
