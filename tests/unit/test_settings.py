@@ -345,11 +345,13 @@ def test_s2_a_key_file_folder_others_can_write_in_refuses(tmp_path: Path, mode: 
 
 
 def test_s2_a_sqlite_folder_others_can_write_in_refuses(tmp_path: Path) -> None:
-    shared = _folder(tmp_path / "shared", 0o777)
+    open_folder = _folder(tmp_path / "open", 0o777)
     with pytest.raises(InvalidInput) as refused:
-        Settings(dev=True, var_dir=tmp_path / "var", database_url=f"sqlite:///{shared}/main.db")
-    _loose_refusal(refused, "PIGUARD_DATABASE_URL", shared)
-    assert list(shared.iterdir()) == []
+        Settings(
+            dev=True, var_dir=tmp_path / "var", database_url=f"sqlite:///{open_folder}/main.db"
+        )
+    _loose_refusal(refused, "PIGUARD_DATABASE_URL", open_folder)
+    assert list(open_folder.iterdir()) == []
 
 
 def test_s2_a_var_dir_that_is_a_file_refuses(tmp_path: Path) -> None:
