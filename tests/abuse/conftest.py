@@ -10,18 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from api.api_support import Api, serve
-from piguard.bootstrap import build
-from piguard.settings import Settings
-from piguard.web.app import create_app
+from api.api_support import Api, running_api
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    var_dir = tmp_path_factory.mktemp("hostile")
-    piguard = build(Settings(dev=True, var_dir=var_dir))
-    with serve(create_app(piguard)) as base_url:
-        running = Api(base_url, piguard, var_dir)
+    with running_api(tmp_path_factory.mktemp("hostile")) as running:
         yield running
-        running.close()
-    piguard.close()

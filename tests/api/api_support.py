@@ -24,9 +24,11 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
-from piguard.bootstrap import Piguard
+from piguard.bootstrap import Piguard, build
 from piguard.client import PiguardClient
+from piguard.kernel.clock import Clock
 from piguard.policy.model import Policy
+from piguard.settings import Settings
 from piguard.vault.validators import DEFAULT
 
 NAME = "user.name"
@@ -294,3 +296,20 @@ def serve_config(config: uvicorn.Config) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@contextmanager
+def running_api(var_dir: Path, clock: Clock | None = None) -> Iterator[Api]:
+    """A real server over an app built in `var_dir` (dev settings, SQLite), closed afterwards."""
+    from piguard.web.app import create_app  # the web layer only where a server is wanted
+
+    piguard = build(Settings(dev=True, var_dir=var_dir), clock=clock)
+    try:
+        with serve(create_app(piguard)) as base_url:
+            running = Api(base_url, piguard, var_dir)
+            try:
+                yield running
+            finally:
+                running.close()
+    finally:
+        piguard.close()

@@ -11,11 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from api_support import Api, Person, new_person, serve
-
-from piguard.bootstrap import build
-from piguard.settings import Settings
-from piguard.web.app import create_app
+from api_support import Api, Person, new_person, running_api
 
 
 @pytest.fixture
@@ -25,14 +21,5 @@ def person() -> Person:
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    var_dir = tmp_path_factory.mktemp("piguard")
-    piguard = build(Settings(dev=True, var_dir=var_dir))
-    try:
-        with serve(create_app(piguard)) as base_url:
-            running = Api(base_url, piguard, var_dir)
-            try:
-                yield running
-            finally:
-                running.close()
-    finally:
-        piguard.close()
+    with running_api(tmp_path_factory.mktemp("piguard")) as running:
+        yield running

@@ -10,14 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from api_support import Api, new_person, serve
+from api_support import Api, new_person, running_api
 from sqlalchemy import update
 
 from piguard.auth.tables import ApiKeyRow
-from piguard.bootstrap import build
 from piguard.kernel.clock import FixedClock
-from piguard.settings import Settings
-from piguard.web.app import create_app
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -29,17 +26,8 @@ def clock() -> FixedClock:
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory, clock: FixedClock) -> Iterator[Api]:
-    var_dir = tmp_path_factory.mktemp("piguard-keys")
-    piguard = build(Settings(dev=True, var_dir=var_dir), clock=clock)
-    try:
-        with serve(create_app(piguard)) as base_url:
-            running = Api(base_url, piguard, var_dir)
-            try:
-                yield running
-            finally:
-                running.close()
-    finally:
-        piguard.close()
+    with running_api(tmp_path_factory.mktemp("piguard-keys"), clock) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
