@@ -1,13 +1,18 @@
 """Vault benchmark: what encryption, decisions and audit cost, against plain SQLAlchemy.
 
 1. Encrypted collect+read round trips through the service layer versus the same rows written and
-   read in plaintext with plain SQLAlchemy, on the same SQLite database, in the same run.
+   read in plaintext with plain SQLAlchemy, on the same SQLite database, in the same run. Each
+   read returns only once its audit record is committed (group commit): the durable audit of
+   reads is in the figure.
 2. Erasing a subject with 10 values versus one with 10,000 (crypto-shredding: constant time).
-3. Durable audit append rate (WAL, synchronous=FULL, batched) and verification of 1,000,000 records,
-   each beside its floor measured in the same run with the sqlite3 module alone (a bare hash-chain
-   insert; reading and hashing every row in one process), since the machine's speed varies.
+3. Durable audit append rate (WAL, synchronous=FULL, batched, sealed by verified checkpoints) and
+   verification of the keyed (HMAC-SHA256) chain: 1,000,000 records in the full run, measured;
+   `--quick` verifies 50,000 and labels the per-million figure it derives as an extrapolation.
+   Each beside its floor measured in the same run with the sqlite3 module alone (a bare
+   hash-chain insert; reading and hashing every row in one process), since the machine's speed
+   varies.
 
-Medians over repetitions; the machine is shared. Ends with one JSON line of figures.
+Medians over repetitions; the machine is shared. Ends with one JSON line of all the figures.
 Run: `.venv/bin/python bench/vault.py [--quick]`.
 """
 
@@ -200,9 +205,12 @@ def audit_rates(app: Piguard, records: int) -> tuple[float, float]:
             app.audit.enqueue(draft)
         app.audit.flush()
     started = time.perf_counter()
-    report = verify(app.db, app.settings.checkpoint_file, [app.keys.signer.public_bytes()])
+    report = verify(
+        app.db, app.settings.checkpoint_file, [app.keys.signer.public_bytes()], app.keys.chain_key
+    )
     elapsed = time.perf_counter() - started
     assert report.ok, report.problems[:3]
+    assert report.records_checked >= records, report.records_checked
     return statistics.median(rates), elapsed
 
 
@@ -293,20 +301,22 @@ def main() -> None:
         f"erase_{big}_ms": round(big_s * 1000, 2),
         "erase_10k_vs_10_ratio": round(big_s / small_s, 3),
         "audit_append_per_s": round(append_rate),
-        "audit_verify_1m_s": round(verify_s * 1_000_000 / records, 3),
         "audit_records_verified": records,
+        "audit_verify_s": round(verify_s, 3),
         "bare_chain_append_per_s": round(bare_append),
         "audit_append_vs_bare_ratio": round(append_rate / bare_append, 3),
-        "bare_read_and_hash_1m_s": round(bare_verify_s * 1_000_000 / records, 3),
+        "bare_read_and_hash_s": round(bare_verify_s, 3),
         "audit_verify_vs_bare_ratio": round(verify_s / bare_verify_s, 3),
     }
+    # Measured at 1,000,000 records, or labelled for what it is: a linear extrapolation.
+    per_million = round(verify_s * 1_000_000 / records, 3)
+    if records == 1_000_000:
+        figures["audit_verify_1m_s"] = per_million
+    else:
+        figures["audit_verify_1m_s_extrapolated"] = per_million
     for key, value in figures.items():
         print(f"{key:32} {value}")
-    named = (
-        "encrypted_overhead_ratio", "erase_10k_vs_10_ratio", "audit_append_per_s",
-        "audit_verify_1m_s",
-    )  # fmt: skip
-    print(json.dumps({k: figures[k] for k in named}))
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -98,6 +98,7 @@ def build(
     audit = AuditLog(
         db,
         keys.signer,
+        keys.chain_key,
         settings.checkpoint_file,
         clock,
         checkpoint_seconds=settings.checkpoint_seconds,

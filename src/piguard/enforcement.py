@@ -46,14 +46,16 @@ class Enforcer:
     def require(
         self, req: DecisionRequest, subject: str, uow: UnitOfWork | None = None, detail: str = ""
     ) -> Decision:
-        """The allowed decision, audited in `uow` (atomic with a write) or queued."""
+        """The allowed decision, audited in `uow` (atomic with a write) or, without one (a read),
+        committed before it returns: no data leaves before the record of its access is durable
+        (AuditUnavailable otherwise). A refusal is only queued: it releases nothing."""
         decision = self.engine.decide(req)
         draft = _draft(req, decision, subject, detail, self._names)
         if not decision.allowed:
             self.audit.enqueue(draft)
             raise denied(decision, self._names)
         if uow is None:
-            self.audit.enqueue(draft)
+            self.audit.record(draft)
         else:
             self.audit.append(uow, [draft])
         return decision

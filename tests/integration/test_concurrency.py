@@ -36,6 +36,7 @@ from piguard.policy.decision import Actor
 from piguard.policy.model import ActorKind
 from piguard.population import people
 from piguard.settings import Settings
+from piguard.vault.crypto import KeyMaterial
 
 ACCOUNT = Actor(ActorKind.SERVICE, "account_service", principal="test")
 MARKETING = Actor(ActorKind.SERVICE, "marketing_service", principal="test")
@@ -168,12 +169,12 @@ def test_s2_two_processes_append_audit_and_consents_without_loss(
     settings = _settings(tmp_path, database_url)
     setup = build(settings)  # migrates, and creates the key file both workers load
     subjects = [setup.vault.register(ACCOUNT, p.registration()) for p in people(SUBJECTS, seed=5)]
-    public_key = setup.keys.signer.public_bytes()
+    keys = setup.keys
     setup.audit.flush()
     setup.close()
     engine = make_engine(settings.resolved_database_url)
     try:
-        _run_and_check(settings, engine, subjects, public_key)
+        _run_and_check(settings, engine, subjects, keys)
     finally:
         engine.dispose()
 
@@ -205,7 +206,7 @@ def _run_workers(settings: Settings, subjects: list[str]) -> list[dict[str, bool
 
 
 def _run_and_check(
-    settings: Settings, engine: Engine, subjects: list[str], public_key: bytes
+    settings: Settings, engine: Engine, subjects: list[str], keys: KeyMaterial
 ) -> None:
     before = _count(engine, "SELECT COUNT(*) FROM audit_records")
     assert before == SUBJECTS  # one record per registration
@@ -240,7 +241,7 @@ def _run_and_check(
 
     # The audit log: one gapless chain, verified, one record per audited operation.
     expected = before + WORKERS * AUDITED
-    report = verify(engine, settings.checkpoint_file, [public_key])
+    report = verify(engine, settings.checkpoint_file, [keys.signer.public_bytes()], keys.chain_key)
     assert report.ok, report.problems
     assert (report.records_checked, report.head_seq) == (expected, expected)
     assert _count(engine, "SELECT COUNT(*) FROM audit_records") == expected

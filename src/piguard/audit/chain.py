@@ -1,20 +1,21 @@
-"""The audit chain: entries hash-linked in order, built in memory before a repository stores them.
+"""The audit chain: entries linked in order by a keyed hash, built in memory before storage.
 
-Each entry's hash is SHA-256 over the previous entry's hash and a canonical encoding of every other
-field, so changing, dropping or moving a stored entry breaks the chain at that entry (clause S2).
-The canonical encoding is JSON with sorted keys, separators `,` `:`, UTF-8: anyone can recompute it.
+Each entry's hash is HMAC-SHA256, under a chain key held outside the database, of the canonical
+encoding of every other field (`prev_hash` and `seq` included), so changing, dropping or moving a
+stored entry breaks the chain at that entry, and a writer without the key cannot make a record
+that links (clause S2). The canonical encoding is JSON with sorted keys, separators `,` `:`,
+UTF-8 (`encode`): anyone holding the key can recompute it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Final, cast
+from typing import Final, Protocol, cast
 
 from piguard.kernel.errors import InvalidInput
 from piguard.kernel.text import LocalText
@@ -97,46 +98,112 @@ def format_at(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def is_at(value: object) -> bool:
+    """True for a record time as `format_at` writes it."""
+    return isinstance(value, str) and _AT.fullmatch(value) is not None
+
+
 def is_link_hash(value: object) -> bool:
     """True for a chain hash: 64 lower-case hex digits."""
     return isinstance(value, str) and _HASH.fullmatch(value) is not None
 
 
-def canonical_bytes(
-    *,
+class LinkKey(Protocol):
+    """The chain key as the chain sees it: `vault.crypto.ChainKey` (HMAC-SHA256)."""
+
+    def mac(self, data: bytes) -> str:
+        """Hex HMAC of `data`: a record's link hash."""
+        ...
+
+
+def encode(
     seq: int,
     at: str,
     actor: str,
     action: str,
     purpose: str,
     subject: str,
-    categories: Sequence[str],
+    categories: str,
     effect: str,
-    clauses: Sequence[str],
+    clauses: str,
     policy_version: str,
     detail: str,
     prev_hash: str,
 ) -> bytes:
-    """The reference encoding of every field but `hash`: sorted-key compact JSON in UTF-8."""
-    if isinstance(categories, str) or isinstance(clauses, str):
-        raise TypeError("categories and clauses are sequences of keys, not strings")
+    """The canonical bytes of a record: every field but `hash`, as sorted-key compact JSON in
+    UTF-8, with `categories` and `clauses` given as stored (comma-joined, `""` for none) and
+    encoded as arrays of keys.
+
+    The one encoder of the chain, for the builder, the verifier and its worker processes alike.
+    Fast path: a template fill, exact when no field needs a JSON escape, which the count of
+    quotes, backslashes and control bytes proves; otherwise (and for any field of another type)
+    the bytes come from `json.dumps`. Raises TypeError or ValueError for what JSON cannot encode.
+    """
+    cats, cat_quotes = _items(categories)
+    cls, cl_quotes = _items(clauses)
+    data = (
+        f'{{"action":"{action}","actor":"{actor}","at":"{at}","categories":[{cats}],'
+        f'"clauses":[{cls}],"detail":"{detail}","effect":"{effect}",'
+        f'"policy_version":"{policy_version}","prev_hash":"{prev_hash}","purpose":"{purpose}",'
+        f'"seq":{seq},"subject":"{subject}"}}'
+    ).encode()
+    if (
+        len(data) - len(data.translate(None, _ESCAPED)) == _QUOTES + cat_quotes + cl_quotes
+        and type(seq) is int
+        and _all_text(at, actor, action, purpose, subject, effect, policy_version, detail)
+        and type(prev_hash) is str
+    ):
+        return data
+    return _json(
+        seq, at, actor, action, purpose, subject, categories, effect, clauses, policy_version,
+        detail, prev_hash,
+    )  # fmt: skip
+
+
+_ESCAPED: Final = bytes(range(32)) + b'"\\'
+_QUOTES: Final = 42  # the template's own quotes
+_MAX_ITEMS: Final = 4096
+_item_memo: dict[object, tuple[str, int]] = {"": ("", 0)}
+
+
+def _items(joined: str) -> tuple[str, int]:
+    """Comma-joined keys as JSON array items, and the quotes that adds (memoised: few sets)."""
+    try:
+        return _item_memo[joined]
+    except (KeyError, TypeError):
+        pass
+    if type(joined) is not str:
+        return "", -1  # never the fast path: `_json` refuses it
+    items = '"' + joined.replace(",", '","') + '"'
+    found = items, len(items) - len(joined)
+    if len(_item_memo) < _MAX_ITEMS:
+        _item_memo[joined] = found
+    return found
+
+
+def _all_text(*values: object) -> bool:
+    return all(type(value) is str for value in values)
+
+
+def _json(
+    seq: object, at: object, actor: object, action: object, purpose: object, subject: object,
+    categories: object, effect: object, clauses: object, policy_version: object,
+    detail: object, prev_hash: object,
+) -> bytes:  # fmt: skip
+    if type(seq) is not int or not isinstance(categories, str) or not isinstance(clauses, str):
+        raise TypeError("seq is an integer; categories and clauses are comma-joined text")
     body = {
         "seq": seq, "at": at, "actor": actor, "action": action, "purpose": purpose,
-        "subject": subject, "categories": list(categories), "effect": effect,
-        "clauses": list(clauses), "policy_version": policy_version, "detail": detail,
-        "prev_hash": prev_hash,
+        "subject": subject, "categories": list(split_keys(categories)), "effect": effect,
+        "clauses": list(split_keys(clauses)), "policy_version": policy_version,
+        "detail": detail, "prev_hash": prev_hash,
     }  # fmt: skip
+    if not _all_text(at, actor, action, purpose, subject, effect, policy_version, detail):
+        raise TypeError("record fields are text")
+    if type(prev_hash) is not str:
+        raise TypeError("record fields are text")
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return text.encode("utf-8")
-
-
-def link_hash(prev_hash: str, canonical: bytes) -> str:
-    """Hex SHA-256 over the previous hash and the canonical bytes of an entry."""
-    return hashlib.sha256(prev_hash.encode("utf-8") + canonical).hexdigest()
-
-
-def _quoted(joined: str) -> str:
-    return '"' + joined.replace(",", '","') + '"' if joined else ""
 
 
 def _invalid(field: str, allowed: str) -> InvalidInput:
@@ -229,19 +296,21 @@ def check_subject(value: object) -> str:
 
 
 class ChainBuilder:
-    """Computes seq and hashes of the next entries after a known head (last_seq, last_hash).
+    """Computes seq and keyed hashes of the next entries after a known head (last_seq, last_hash).
 
-    Invariant: the entries it returns are gapless and linked. A repository inserts a batch in one
-    transaction; a unique `seq` makes a concurrent writer's batch fail rather than fork the chain.
+    Invariant: the entries it returns are gapless and linked under `key`. A repository inserts a
+    batch in one transaction; a unique `seq` makes a concurrent writer's batch fail rather than
+    fork the chain.
     """
 
-    __slots__ = ("_last_hash", "_last_seq")
+    __slots__ = ("_key", "_last_hash", "_last_seq")
 
-    def __init__(self, last_seq: int = 0, last_hash: str = GENESIS) -> None:
+    def __init__(self, key: LinkKey, last_seq: int = 0, last_hash: str = GENESIS) -> None:
         if isinstance(last_seq, bool) or not isinstance(last_seq, int) or last_seq < 0:
             raise _invalid("last_seq", "an integer >= 0")
         if not is_link_hash(last_hash) or (last_seq == 0 and last_hash != GENESIS):
             raise _invalid("last_hash", "64 lower-case hex digits; GENESIS when last_seq is 0")
+        self._key = key
         self._last_seq = last_seq
         self._last_hash = last_hash
 
@@ -305,17 +374,11 @@ class ChainBuilder:
         """`append` for fields that already passed its checks (the audit log checks each draft
         before it writes): the same link, returned as the row to store, without checking twice."""
         cats, clauses_text = ",".join(categories), ",".join(clauses)
-        seq, prev, pv = self._last_seq + 1, self._last_hash, policy_version
-        # prev + canonical_bytes(...): validated fields need no escaping. The verifier inlines the
-        # same template; tests pin the three encodings together.
-        digest = hashlib.sha256(
-            f'{prev}{{"action":"{action}","actor":"{actor}","at":"{at}",'
-            f'"categories":[{_quoted(cats)}],"clauses":[{_quoted(clauses_text)}],'
-            f'"detail":"{detail}","effect":"{effect}","policy_version":"{pv}",'
-            f'"prev_hash":"{prev}","purpose":"{purpose}","seq":{seq},"subject":"{subject}"}}'.encode()
-        ).hexdigest()
-        self._last_seq, self._last_hash = seq, digest
-        return (
-            seq, at, actor, action, purpose, subject, cats, effect, clauses_text, pv, detail,
-            prev, digest,
+        seq, prev = self._last_seq + 1, self._last_hash
+        row = (
+            seq, at, actor, action, purpose, subject, cats, effect, clauses_text, policy_version,
+            detail, prev,
         )  # fmt: skip
+        digest = self._key.mac(encode(*row))
+        self._last_seq, self._last_hash = seq, digest
+        return (*row, digest)

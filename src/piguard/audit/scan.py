@@ -40,7 +40,7 @@ from piguard.audit.verify import Problem, VerifyReport, verify_chain
 from piguard.files import private_dir
 from piguard.kernel.errors import InvalidInput
 from piguard.kernel.text import LocalText
-from piguard.vault.crypto import verify_signature
+from piguard.vault.crypto import ChainKey, verify_signature
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 SELECT_RECORDS: Final = f"SELECT {', '.join(COLUMNS)} FROM audit_records"  # noqa: S608 constants
 SELECT_CHECKPOINTS: Final = "SELECT seq, hash, at, signature, key_id FROM audit_checkpoints"
 _RANGE: Final = f"{SELECT_RECORDS} WHERE rowid > ? AND rowid <= ? ORDER BY rowid"
+_AT_OF: Final = "SELECT at FROM audit_records WHERE seq = ?"
 _FIRST_AFTER: Final = "SELECT seq FROM audit_records WHERE rowid > ? ORDER BY rowid LIMIT 1"
 PARALLEL_MIN: Final = 200_000
 """Below this many rows one pass is faster than starting worker processes."""
@@ -90,23 +91,26 @@ def verify(
     engine: Engine,
     checkpoint_file: Path | None,
     public_keys: Sequence[bytes],
+    key: ChainKey,
     *,
     workers: int | None = None,
 ) -> VerifyReport:
-    """Verify the stored log: every record, every checkpoint (database and file, file wins)."""
+    """Verify the stored log: every record under the chain `key`, every checkpoint (database
+    and file, file wins)."""
     check = signature_check(public_keys)
-    return verify_storage(engine, checkpoint_file, check, workers=workers).report
+    return verify_storage(engine, checkpoint_file, check, key, workers=workers).report
 
 
 def verify_storage(
     engine: Engine,
     checkpoint_file: Path | None,
     check: SignatureCheck,
+    key: ChainKey,
     *,
     workers: int | None = None,
     parallel_min: int = PARALLEL_MIN,
 ) -> StoredVerification:
-    """Verify every stored record against the chain and the signed checkpoints.
+    """Verify every stored record against the keyed chain and the signed checkpoints.
 
     Checkpoints come from the database and from the file; for a seq both name, the file wins
     (it lives outside the database, so deleting the newest records and their checkpoint rows still
@@ -121,10 +125,10 @@ def verify_storage(
     report = None
     if engine.dialect.name == "sqlite":
         count = workers if workers is not None else _cpus()
-        report = _parallel(engine, cps, check, count, parallel_min)
+        report = _parallel(engine, cps, check, key, count, parallel_min)
     parallel = report is not None
     if report is None:
-        report = _single_pass(engine, cps, check)
+        report = _single_pass(engine, cps, check, key)
     if problems:
         merged = sorted((*report.problems, *problems), key=lambda p: p.seq)
         report = replace(report, ok=False, problems=tuple(merged))
@@ -225,7 +229,9 @@ def _db_checkpoints(engine: Engine) -> tuple[list[Checkpoint], list[Problem]]:
     return cps, problems
 
 
-def _single_pass(engine: Engine, cps: Sequence[Checkpoint], check: SignatureCheck) -> VerifyReport:
+def _single_pass(
+    engine: Engine, cps: Sequence[Checkpoint], check: SignatureCheck, key: ChainKey
+) -> VerifyReport:
     raw = engine.raw_connection()
     try:
         if engine.dialect.name == "sqlite":
@@ -239,7 +245,7 @@ def _single_pass(engine: Engine, cps: Sequence[Checkpoint], check: SignatureChec
             cur = raw.cursor()
             cur.execute(f"{SELECT_RECORDS} ORDER BY seq")
         try:
-            return verify_chain(cast(Iterable[Row], cur), cps, check)
+            return verify_chain(cast(Iterable[Row], cur), cps, check, key)
         finally:
             cur.close()
     finally:
@@ -262,11 +268,14 @@ def _trust_all(_payload: bytes, _signature: bytes) -> bool:
     return True  # workers get checkpoints whose signatures the parent has already checked
 
 
-def scan_range(path: str, lo: int, hi: int, checkpoints: list[list[Any]]) -> dict[str, Any]:
+def scan_range(
+    path: str, lo: int, hi: int, checkpoints: list[list[Any]], key: ChainKey
+) -> dict[str, Any]:
     """Verify the rows with `lo < rowid <= hi` as if the chain started at their first row.
 
     An intact range that does not start at seq 1 yields exactly one problem: `deleted` at seq 1
-    (the records before it, which another range holds).
+    (the records before it, which another range holds). The time order across the ranges'
+    edges is checked by the parent (`_stitch`).
     """
     cps = [Checkpoint(seq, h, "", b"-", "") for seq, h in checkpoints]
     conn = sqlite3.connect(path, isolation_level=None, timeout=30)
@@ -275,12 +284,14 @@ def scan_range(path: str, lo: int, hi: int, checkpoints: list[list[Any]]) -> dic
         first = cur.fetchone()
         if first is None:
             return {"n": 0}
-        report = verify_chain(chain((first,), cur), cps, _trust_all, max_problems=4)
+        report = verify_chain(chain((first,), cur), cps, _trust_all, key, max_problems=4)
+        last_at = conn.execute(_AT_OF, (report.head_seq,)).fetchone()
     finally:
         conn.close()
     return {
         "n": report.records_checked,
-        "first": [first[0], first[11]],
+        "first": [first[0], first[11], first[1]],
+        "last_at": last_at[0] if last_at else "",
         "head": [report.head_seq, report.head_hash],
         "problems": [[p.kind, p.seq] for p in report.problems],
         "omitted": report.problems_omitted,
@@ -288,7 +299,12 @@ def scan_range(path: str, lo: int, hi: int, checkpoints: list[list[Any]]) -> dic
 
 
 def _parallel(
-    engine: Engine, cps: Sequence[Checkpoint], check: SignatureCheck, workers: int, minimum: int
+    engine: Engine,
+    cps: Sequence[Checkpoint],
+    check: SignatureCheck,
+    key: ChainKey,
+    workers: int,
+    minimum: int,
 ) -> VerifyReport | None:
     """The all-clear from parallel ranges, or None: then one pass decides and names problems."""
     path = engine.url.database
@@ -306,7 +322,13 @@ def _parallel(
     for k, first in enumerate(firsts):
         end = firsts[k + 1] if k + 1 < len(firsts) else None
         mine = [[s, h] for s, h in trusted.items() if s >= first and (end is None or s < end)]
-        jobs.append({"path": path, "lo": edges[k], "hi": edges[k + 1], "checkpoints": mine})
+        # The chain key goes to our own worker through its stdin pipe, never its command line.
+        jobs.append(
+            {
+                "path": path, "lo": edges[k], "hi": edges[k + 1], "checkpoints": mine,
+                "key": key.export().hex(),
+            }
+        )  # fmt: skip
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for job in jobs[1:]:
@@ -364,17 +386,18 @@ def _bounds(engine: Engine, workers: int, minimum: int) -> tuple[list[int], list
 
 
 def _stitch(results: list[dict[str, Any]], firsts: list[int], newest: int) -> VerifyReport | None:
-    head_seq, head_hash, total = 0, "", 0
+    head_seq, head_hash, head_at, total = 0, "", "", 0
     for k, res in enumerate(results):
         if res["n"] == 0:
             return None
-        first_seq, first_prev = res["first"]
+        first_seq, first_prev, first_at = res["first"]
         expected = [] if k == 0 else [["deleted", 1]]
         if res["problems"] != expected or res["omitted"] or first_seq != firsts[k]:
             return None
-        if k and (first_seq != head_seq + 1 or first_prev != head_hash):
+        if k and (first_seq != head_seq + 1 or first_prev != head_hash or first_at < head_at):
             return None
         head_seq, head_hash = res["head"]
+        head_at = res["last_at"]
         total += res["n"]
     if firsts[0] != 1 or newest > head_seq:
         return None
@@ -389,7 +412,8 @@ def _stitch(results: list[dict[str, Any]], firsts: list[int], newest: int) -> Ve
 
 
 def _run_job(job: dict[str, Any]) -> dict[str, Any]:
-    return scan_range(job["path"], job["lo"], job["hi"], job["checkpoints"])
+    key = ChainKey(bytes.fromhex(job["key"]))
+    return scan_range(job["path"], job["lo"], job["hi"], job["checkpoints"], key)
 
 
 def _main() -> None:

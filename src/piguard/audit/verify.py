@@ -1,27 +1,29 @@
 """Verifying the audit log: one streaming pass that names the first bad record of each kind.
 
 Records come in storage order, as `Row` tuples (the fast path: no objects built per record) or as
-`AuditEntry` values. An intact record costs one template fill, one byte scan and one SHA-256. Any
-record that is not the expected next link goes to `_Walker`, which classifies it keeping only a few
-recent chain heads and the open gaps in the numbering, so memory does not grow with the log.
-Checkpoints, signed outside the database, add what the chain alone cannot show: truncation.
+`AuditEntry` values. An intact record costs one `chain.encode` and one HMAC under the chain key.
+Any record that is not the expected next link goes to `_Walker`, which classifies it keeping only
+a few recent chain heads and the open gaps in the numbering, so memory does not grow with the log.
+Checkpoints, signed outside the database, add what the chain alone cannot show: truncation; the
+records after the newest valid one are reported as unsealed.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Final, Literal, cast
 
-from piguard.audit.chain import GENESIS, AuditEntry, Row, canonical_bytes, link_hash, split_keys
+from piguard.audit.chain import GENESIS, AuditEntry, LinkKey, Row, encode
 from piguard.audit.checkpoint import Checkpoint, SignatureCheck
 from piguard.kernel.errors import IntegrityError
 from piguard.kernel.text import Lang, LocalText
 
-ProblemKind = Literal["edited", "deleted", "inserted", "reordered", "truncated", "bad_signature"]
+ProblemKind = Literal[
+    "edited", "deleted", "inserted", "reordered", "backdated", "truncated", "bad_signature"
+]
 
 _SUMMARY: Final[dict[ProblemKind, LocalText]] = {
     "edited": LocalText(
@@ -39,6 +41,10 @@ _SUMMARY: Final[dict[ProblemKind, LocalText]] = {
     "reordered": LocalText(
         "第 {seq} 条审计记录的存储顺序被调换",
         "audit record {seq} is stored out of order",
+    ),
+    "backdated": LocalText(
+        "第 {seq} 条审计记录的时间早于其前一条记录",
+        "audit record {seq} carries a time earlier than the record before it",
     ),
     "truncated": LocalText(
         "审计日志与签名检查点不符：自序号 {seq} 起被截断或改写",
@@ -69,8 +75,9 @@ class Problem:
 class VerifyReport:
     """The verdict, with problems sorted by seq.
 
-    `checkpoint_seq` is the newest validly signed checkpoint (0: none): records after it are
-    protected by the chain only, so dropping them would go unnoticed.
+    `checkpoint_seq` is the newest validly signed checkpoint (0: none): what is sealed. The
+    `unsealed` records after it are protected by the keyed chain only, so dropping them would go
+    unnoticed; a healthy log has unsealed records for at most a checkpoint interval.
     """
 
     ok: bool
@@ -81,6 +88,11 @@ class VerifyReport:
     checkpoint_seq: int = 0
     problems_omitted: int = 0
 
+    @property
+    def unsealed(self) -> int:
+        """Records after the newest validly signed checkpoint."""
+        return max(self.head_seq - self.checkpoint_seq, 0)
+
     def raise_if_broken(self) -> None:
         """Raise IntegrityError naming the first problem, when there is one."""
         if self.problems:
@@ -90,72 +102,56 @@ class VerifyReport:
             )
 
 
-_DELETE: Final = bytes(range(32)) + b'"\\'
-_QUOTES: Final = (GENESIS.encode() + canonical_bytes(
-    seq=1, at="", actor="", action="", purpose="", subject="", categories=(), effect="",
-    clauses=(), policy_version="", detail="", prev_hash=GENESIS,
-)).count(b'"')  # fmt: skip
 _MAX_GAPS: Final = 10_000
-_MAX_MEMO: Final = 4096
+
+Start = tuple[int, str, str]
+"""Where a chain is taken up: seq, hash and `at` of the record before the first one given."""
+ORIGIN: Final[Start] = (0, GENESIS, "")
 
 
 def verify_chain(
     records: Iterable[Row] | Iterable[AuditEntry],
     checkpoints: Sequence[Checkpoint],
     check_signature: SignatureCheck,
+    key: LinkKey,
     *,
     max_problems: int = 1000,
+    start: Start = ORIGIN,
 ) -> VerifyReport:
     """Check every record and checkpoint in one pass over `records` (storage order, read once).
 
-    Fast path: `Row` tuples in `chain.COLUMNS` order, categories and clauses comma-joined as stored.
-    Findings beyond `max_problems` are only counted. A `check_signature` that raises is not a
-    verdict: its error propagates.
+    Each record must be the next link under `key`, and not earlier in time than the one before
+    it. `start` takes the chain up after a known record (the checkpointer's last seal).
+    Fast path: `Row` tuples in `chain.COLUMNS` order, categories and clauses comma-joined as
+    stored. Findings beyond `max_problems` are only counted. A `check_signature` that raises is
+    not a verdict: its error propagates.
     """
-    walker = _Walker(max_problems)
+    walker = _Walker(max_problems, key)
     cps = walker.trust(checkpoints, check_signature)
-    tail_seq, tail_hash, tail_prev = 0, GENESIS, cast(str | None, None)
-    sha, delete, quotes, step, n = hashlib.sha256, _DELETE, _QUOTES, walker.step, 0
-    memo: dict[str, tuple[str, int]] = {"": ("", 0)}  # stored keys -> JSON items, their quotes
+    tail_seq, tail_hash, last_at = start
+    tail_prev = cast(str | None, None)
+    mac, step, n = key.mac, walker.step, 0
     for n, row in enumerate(_rows(records), 1):
-        digest = None  # exact link hash when the fast encoding applies, else the walker computes it
+        digest = None  # the keyed hash when the row could be encoded, else the walker tries
         try:
             seq, at, actor, act, purp, subj, cats, eff, clauses, pv, detail, prev, h = row
-            try:
-                rc, qc = memo[cats]
-            except KeyError:
-                rc, qc = _items(memo, cats)
-            try:
-                rl, ql = memo[clauses]
-            except KeyError:
-                rl, ql = _items(memo, clauses)
-            # Same bytes as prev + canonical_bytes(...) when nothing needs escaping, which the count
-            # of quotes, backslashes and control bytes proves (tests pin the equality).
-            b = (
-                f'{prev}{{"action":"{act}","actor":"{actor}","at":"{at}",'
-                f'"categories":[{rc}],"clauses":[{rl}],"detail":"{detail}",'
-                f'"effect":"{eff}","policy_version":"{pv}","prev_hash":"{prev}",'
-                f'"purpose":"{purp}","seq":{seq},"subject":"{subj}"}}'
-            ).encode()
-            if len(b) - len(b.translate(None, delete)) == qc + ql + quotes:
-                digest = sha(b).hexdigest()
-                if digest == h and prev == tail_hash and seq == tail_seq + 1:
-                    tail_seq, tail_hash, tail_prev = seq, h, prev
-                    if seq in cps:
-                        walker.note(seq, h, h)
-                    continue
+            digest = mac(
+                encode(seq, at, actor, act, purp, subj, cats, eff, clauses, pv, detail, prev)
+            )
+            if digest == h and prev == tail_hash and seq == tail_seq + 1:
+                if at < last_at:
+                    walker.add("backdated", seq, "its time is earlier than its predecessor's")
+                tail_seq, tail_hash, tail_prev, last_at = seq, h, prev, at
+                if seq in cps:
+                    walker.note(seq, h, h)
+                continue
         except (TypeError, ValueError, AttributeError):
-            pass
+            digest = None
+        before = tail_seq
         tail_seq, tail_hash, tail_prev = step(n, row, digest, (tail_seq, tail_hash, tail_prev))
+        if tail_seq != before and digest is not None and digest == row[12]:
+            last_at = _at_of(row, last_at)  # the head moved to an intact row: keep up with its time
     return walker.report(n, tail_seq, tail_hash, cps)
-
-
-def _items(memo: dict[str, tuple[str, int]], keys: str) -> tuple[str, int]:
-    """Comma-joined keys as JSON array items, with the number of quotes that adds (memoised)."""
-    items = '"' + keys.replace(",", '","') + '"'
-    if len(memo) < _MAX_MEMO:
-        memo[keys] = items, len(items) - len(keys)
-    return items, len(items) - len(keys)
 
 
 def _rows(records: Iterable[Row] | Iterable[AuditEntry]) -> Iterator[Row]:
@@ -173,24 +169,23 @@ def _as_row(item: Row | AuditEntry) -> Row:
     return item.as_row() if isinstance(item, AuditEntry) else item
 
 
-def _keys(value: object) -> list[str]:
-    if isinstance(value, str):
-        return list(split_keys(value))
-    if isinstance(value, list | tuple) and all(isinstance(key, str) for key in value):
-        return list(value)
-    raise TypeError("keys must be comma-joined text or a sequence of strings")
+def _at_of(row: Row, default: str) -> str:
+    try:
+        at = row[1]
+    except (TypeError, IndexError, KeyError):
+        return default
+    return at if isinstance(at, str) else default
 
 
-def _content(row: Row) -> tuple[bool, str | None]:
-    """Exact check through the reference encoding: (content matches hash, recomputed hash)."""
+def _content(row: Row, key: LinkKey) -> tuple[bool, str | None]:
+    """Exact check through the one encoder: (content matches hash, recomputed hash)."""
     try:
         seq, at, actor, action, purpose, subject, cats, effect, clauses, pv, detail, prev, h = row
-        canonical = canonical_bytes(
-            seq=seq, at=at, actor=actor, action=action, purpose=purpose, subject=subject,
-            categories=_keys(cats), effect=effect, clauses=_keys(clauses), policy_version=pv,
-            detail=detail, prev_hash=prev,
-        )  # fmt: skip
-        computed = link_hash(prev, canonical)
+        computed = key.mac(
+            encode(
+                seq, at, actor, action, purpose, subject, cats, effect, clauses, pv, detail, prev
+            )
+        )
     except (TypeError, ValueError, AttributeError):
         return False, None
     return computed == h, computed
@@ -215,8 +210,9 @@ _Gap = tuple[int, int, str, str]  # missing seqs lo..hi, hash of record lo-1, pr
 class _Walker:
     """Classifies the records that are not the expected next link; O(gaps + problems) memory."""
 
-    def __init__(self, max_problems: int) -> None:
+    def __init__(self, max_problems: int, key: LinkKey) -> None:
         self._max = max_problems
+        self._key = key
         self._omitted = 0
         self._problems: dict[tuple[ProblemKind, int], Problem] = {}
         self._gaps: list[_Gap] = []
@@ -262,7 +258,7 @@ class _Walker:
             return tail_seq + 1, tail_hash, tail[2]
         seq, prev, h = key
         self._last = (n, h)
-        ok, computed = (digest == h, digest) if digest is not None else _content(row)
+        ok, computed = (digest == h, digest) if digest is not None else _content(row, self._key)
         self.note(seq, h, computed)
         gap = next((g for g in self._gaps if g[0] <= seq <= g[1]), None) if ok else None
         if gap is not None:

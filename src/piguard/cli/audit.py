@@ -37,6 +37,7 @@ _TEXT = {
         "head": "链头",
         "checkpoints": "已校验检查点（其中来自文件）",
         "covered": "最新签名检查点",
+        "unsealed": "其后未封存的记录",
         "seconds": "耗时（秒）",
         "no_file": "未找到检查点文件 {path}：只能依靠数据库中的检查点发现截断",
         "ok": "审计日志完整：未发现修改、删除、插入、重排或截断",
@@ -53,6 +54,7 @@ _TEXT = {
         "head": "head",
         "checkpoints": "checkpoints checked (from the file)",
         "covered": "newest signed checkpoint",
+        "unsealed": "records after it (unsealed)",
         "seconds": "seconds",
         "no_file": "checkpoint file {path} not found: only database checkpoints show truncation",
         "ok": "the audit log is intact: no edit, deletion, insertion, reordering or truncation",
@@ -90,7 +92,7 @@ def verify(
     words = _TEXT[lang]
     built: list[Settings] = []
 
-    def settings() -> Settings:  # only when an option is missing: an auditor may have no key
+    def settings() -> Settings:  # built once; the chain key always comes from it
         if not built:
             built.append(Settings())
         return built[0]
@@ -98,12 +100,13 @@ def verify(
     try:
         url = database_url or settings().resolved_database_url
         file = checkpoint_file or settings().checkpoint_file
-        keys = [_b64(key) for key in public_key] if public_key else [_own_key(settings())]
+        material = _own_keys(settings())
+        keys = [_b64(key) for key in public_key] if public_key else [material.signer.public_bytes()]
         check = signature_check(keys)
         engine = make_engine(url)
         try:
             started = time.perf_counter()
-            result = verify_storage(engine, file, check)
+            result = verify_storage(engine, file, check, material.chain_key)
             elapsed = time.perf_counter() - started
         finally:
             engine.dispose()
@@ -121,6 +124,7 @@ def verify(
     summary.add_row(words["head"], f"{report.head_seq} · {report.head_hash or '-'}")
     summary.add_row(words["checkpoints"], f"{result.checkpoints:,} ({result.from_file:,})")
     summary.add_row(words["covered"], str(report.checkpoint_seq))
+    summary.add_row(words["unsealed"], f"{report.unsealed:,}")
     summary.add_row(words["seconds"], f"{elapsed:.2f}")
     console.print(summary)
     if not result.file_found:
@@ -153,13 +157,12 @@ def _b64(value: str) -> bytes:
         raise typer.Exit(2) from None
 
 
-def _own_key(settings: Settings) -> bytes:
-    """The public half of this installation's signing key; never creates a key file."""
+def _own_keys(settings: Settings) -> KeyMaterial:
+    """This installation's keys: the chain key links the records, and the public half of the
+    signing key is trusted unless `--public-key` names others. Never creates a key file."""
     if settings.master_key is not None:
-        material = KeyMaterial.from_master_key(settings.master_key.get_secret_value())
-    elif settings.resolved_key_file.exists():
-        material = load_or_create_key_file(settings.resolved_key_file)
-    else:
-        errors.print("no key file and no --public-key: nothing to trust the checkpoints with")
-        raise typer.Exit(2)
-    return material.signer.public_bytes()
+        return KeyMaterial.from_master_key(settings.master_key.get_secret_value())
+    if settings.resolved_key_file.exists():
+        return load_or_create_key_file(settings.resolved_key_file)
+    errors.print("no key file and no master key: the audit chain cannot be checked without its key")
+    raise typer.Exit(2)

@@ -1,4 +1,4 @@
-"""Authenticated encryption, key wrapping, blind indexes and checkpoint signatures.
+"""Authenticated encryption, key wrapping, blind indexes, audit chain keys, checkpoint signatures.
 
 The only module of piguard that imports `cryptography`: primitives and their parameters are
 chosen and reviewed here, and every other module uses these few types. No I/O except the
@@ -34,10 +34,11 @@ _NONCE_SIZE: Final = 12
 _TAG_SIZE: Final = 16
 _VERSION: Final = 1
 _HEADER: Final = bytes([_VERSION])
+_KEY_FILE_VERSION: Final = 2  # 2: with the audit chain key
 _KEY_ID_BYTES: Final = 4  # shown as 8 hex characters
 _WRAPPED_SIZE: Final = 1 + _KEY_ID_BYTES + _NONCE_SIZE + KEY_SIZE + _TAG_SIZE
 _KEY_FILE_FIELDS: Final = frozenset(
-    {"version", "kek", "blind_index_key", "signing_key", "retired_keks"}
+    {"version", "kek", "blind_index_key", "audit_chain_key", "signing_key", "retired_keks"}
 )
 _KEY_FILE_MAX_BYTES: Final = 64 * 1024
 _MASTER_KEY_VAR: Final = "PIGUARD_MASTER_KEY"
@@ -282,6 +283,48 @@ class BlindIndex:
         raise TypeError("key material is not pickled")
 
 
+class ChainKey:
+    """The HMAC-SHA256 key that links audit records (`audit.chain`): kept outside the database,
+    so a writer with database access alone cannot compute a record's link.
+
+    Invariant: at least 32 bytes; never printed or pickled. `mac` is HMAC-SHA256 (RFC 2104) with
+    the padded key's two hash states computed once: the verifier calls it once per record.
+    """
+
+    __slots__ = ("_inner", "_key", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        self._key = _require_key(key, "audit chain key", exact=False)
+        block = hashlib.sha256(key).digest() if len(key) > 64 else key
+        block = block.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+    @classmethod
+    def generate(cls) -> ChainKey:
+        return cls(secrets.token_bytes(KEY_SIZE))
+
+    def mac(self, data: bytes) -> str:
+        """Hex HMAC-SHA256 of `data` under this key."""
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+    def export(self) -> bytes:
+        """The raw key, for the key file and for verifier processes started by this one."""
+        return self._key
+
+    def __repr__(self) -> str:
+        return "ChainKey(***)"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("key material is not pickled")
+
+
 def _private_raw(key: Ed25519PrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
@@ -351,26 +394,34 @@ def _hkdf(master: bytes, label: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class KeyMaterial:
-    """The root keys of one installation: KEK, blind-index key, checkpoint-signing key.
+    """The root keys of one installation: KEK, blind-index key, audit chain key,
+    checkpoint-signing key.
 
-    Invariant: the three keys are independent (one leaking reveals nothing of the others);
+    Invariant: the four keys are independent (one leaking reveals nothing of the others);
     `kek` wraps new data keys, `retired_keks` only unwrap keys wrapped before a rotation.
     """
 
     kek: KeyEncryptionKey
     blind_index: BlindIndex
+    chain_key: ChainKey
     signer: CheckpointSigner
     retired_keks: tuple[KeyEncryptionKey, ...] = ()
 
     @classmethod
     def generate(cls) -> KeyMaterial:
-        return cls(KeyEncryptionKey.generate(), BlindIndex.generate(), CheckpointSigner.generate())
+        return cls(
+            KeyEncryptionKey.generate(),
+            BlindIndex.generate(),
+            ChainKey.generate(),
+            CheckpointSigner.generate(),
+        )
 
     @classmethod
     def from_master_key(cls, b64: str) -> KeyMaterial:
-        """Derive the three keys from one master secret (`PIGUARD_MASTER_KEY`) with HKDF-SHA256.
+        """Derive the four keys from one master secret (`PIGUARD_MASTER_KEY`) with HKDF-SHA256.
 
-        Changing the master key changes all three keys: blind indexes must then be rebuilt.
+        Changing the master key changes all four keys: blind indexes must then be rebuilt, and
+        the audit log verifies only under the key it was chained with.
         """
         problem = master_key_problem(b64)
         if problem is not None:
@@ -379,6 +430,7 @@ class KeyMaterial:
         return cls(
             KeyEncryptionKey(_hkdf(master, b"piguard/v1/kek")),
             BlindIndex(_hkdf(master, b"piguard/v1/blind-index")),
+            ChainKey(_hkdf(master, b"piguard/v1/audit-chain")),
             CheckpointSigner(_hkdf(master, b"piguard/v1/checkpoint-signing")),
         )
 
@@ -412,6 +464,7 @@ class KeyMaterial:
         return KeyMaterial(
             KeyEncryptionKey.generate(),
             self.blind_index,
+            self.chain_key,
             self.signer,
             (self.kek, *self.retired_keks),
         )
@@ -435,32 +488,48 @@ def _b64(value: object) -> bytes:
 def _parse(path: Path, raw: bytes) -> KeyMaterial:
     try:
         doc = json.loads(raw)
+    except (ValueError, RecursionError):
+        doc = None
+    if isinstance(doc, dict) and doc.get("version") == 1 and "audit_chain_key" not in doc:
+        # Written before audit records were keyed (pre-release): not upgraded in place, since two
+        # processes upgrading at once would chain under two keys. See README, "The audit log".
+        raise _key_file_error(
+            path,
+            "它早于带密钥的审计链（版本 1，缺少 audit_chain_key）；"
+            "请移走该文件及其数据库，重新开始",
+            "it predates the keyed audit chain (version 1, no audit_chain_key); move it and its "
+            "databases aside and start afresh",
+        )
+    try:
         if not isinstance(doc, dict) or set(doc) != _KEY_FILE_FIELDS:
             raise ValueError("wrong fields")
-        if type(doc["version"]) is not int or doc["version"] != _VERSION:
+        if type(doc["version"]) is not int or doc["version"] != _KEY_FILE_VERSION:
             raise ValueError("unknown version")
         if not isinstance(doc["retired_keks"], list):
             raise ValueError("retired_keks is not a list")
         return KeyMaterial(
             KeyEncryptionKey(_b64(doc["kek"])),
             BlindIndex(_b64(doc["blind_index_key"])),
+            ChainKey(_b64(doc["audit_chain_key"])),
             CheckpointSigner(_b64(doc["signing_key"])),
             tuple(KeyEncryptionKey(_b64(item)) for item in doc["retired_keks"]),
         )
     except (ValueError, RecursionError):
         raise _key_file_error(
             path,
-            "格式错误（需要 JSON 字段 version、kek、blind_index_key、signing_key、retired_keks）",
-            "malformed (expected JSON with version, kek, blind_index_key, signing_key, "
-            "retired_keks as base64)",
+            "格式错误（需要 JSON 字段 version、kek、blind_index_key、audit_chain_key、signing_key、"
+            "retired_keks）",
+            "malformed (expected JSON with version 2, kek, blind_index_key, audit_chain_key, "
+            "signing_key, retired_keks as base64)",
         ) from None
 
 
 def _dump(material: KeyMaterial) -> bytes:
     doc = {
-        "version": _VERSION,
+        "version": _KEY_FILE_VERSION,
         "kek": base64.b64encode(material.kek._key).decode(),
         "blind_index_key": base64.b64encode(material.blind_index._key).decode(),
+        "audit_chain_key": base64.b64encode(material.chain_key.export()).decode(),
         "signing_key": base64.b64encode(material.signer.private_bytes()).decode(),
         "retired_keks": [base64.b64encode(k._key).decode() for k in material.retired_keks],
     }

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from piguard.audit.log import AuditUnavailable
+from piguard.audit.ports import AuditUnavailable
 from piguard.kernel.errors import (
     Conflict,
     Denied,
@@ -118,7 +118,10 @@ async def _piguard_error(request: Request, exc: Exception) -> JSONResponse:
     refusals = getattr(request.app.state, "refusals", None)
     if refusals is not None:  # 404 and 401 never reach the engine: recorded here (S2)
         refusals.refused(request, exc, status)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int):  # a passing condition (the audit log is busy): try again
+        headers["Retry-After"] = str(retry_after)
     return JSONResponse(public(exc.to_dict()), status_code=status, headers=headers)
 
 

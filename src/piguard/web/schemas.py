@@ -261,10 +261,14 @@ class ApiKeyOut(BaseModel):
 
 
 class AuditVerifyOut(BaseModel):
+    """The verdict. `checkpoint_seq` is what is sealed (the newest validly signed checkpoint);
+    the `unsealed` records after it rest on the keyed chain alone."""
+
     ok: bool
     records_checked: int
     head_seq: int
     head_hash: str
     checkpoint_seq: int
+    unsealed: int
     problems: list[AuditProblemOut]
     problems_omitted: int

@@ -15,16 +15,18 @@ from piguard.audit.chain import LIMITS, MAX_KEY_CHARS, MAX_KEYS
 from piguard.audit.log import AuditLog, verify
 from piguard.audit.ports import AuditDraft
 from piguard.kernel.clock import FixedClock
-from piguard.vault.crypto import CheckpointSigner
+from piguard.vault.crypto import ChainKey, CheckpointSigner
 
 SIGNER = CheckpointSigner.generate()
+KEY = ChainKey.generate()
 
 
 def test_s2_records_at_every_field_limit_are_stored_and_verify(
     migrated_engine: Engine, tmp_path: Path
 ) -> None:
     cp_file = tmp_path / "checkpoints.jsonl"
-    log = AuditLog(migrated_engine, SIGNER, cp_file, FixedClock(datetime(2024, 5, 1, tzinfo=UTC)))
+    clock = FixedClock(datetime(2024, 5, 1, tzinfo=UTC))
+    log = AuditLog(migrated_engine, SIGNER, KEY, cp_file, clock)
     widest = AuditDraft(
         actor="a" * LIMITS["actor"],
         action="b" * LIMITS["action"],
@@ -43,7 +45,7 @@ def test_s2_records_at_every_field_limit_are_stored_and_verify(
     finally:
         log.close()
 
-    report = verify(migrated_engine, cp_file, [SIGNER.public_bytes()], workers=1)
+    report = verify(migrated_engine, cp_file, [SIGNER.public_bytes()], KEY, workers=1)
     assert report.ok, report.problems
     assert report.records_checked == 2
     with migrated_engine.connect() as conn:

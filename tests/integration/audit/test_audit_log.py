@@ -28,7 +28,6 @@ from piguard.audit.chain import COLUMNS, ChainBuilder, format_at
 from piguard.audit.log import (
     AuditLog,
     AuditUnavailable,
-    _format_at,
     signature_check,
     verify,
     verify_storage,
@@ -36,14 +35,17 @@ from piguard.audit.log import (
 from piguard.audit.ports import AuditDraft
 from piguard.audit.scan import read_checkpoint_file
 from piguard.audit.verify import VerifyReport
+from piguard.audit.writer import format_now
 from piguard.cli.audit import app
 from piguard.db.engine import make_engine
 from piguard.db.uow import UnitOfWork
 from piguard.kernel.clock import FixedClock, SystemClock
 from piguard.kernel.errors import InvalidInput
-from piguard.vault.crypto import CheckpointSigner
+from piguard.vault.crypto import KeyMaterial
 
-SIGNER = CheckpointSigner.generate()
+MASTER = base64.b64encode(os.urandom(32)).decode()  # the CLI derives the same keys from it
+KEYS = KeyMaterial.from_master_key(MASTER)
+SIGNER, KEY = KEYS.signer, KEYS.chain_key
 PUBLIC = SIGNER.public_bytes()
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 N = 30  # records in a tampering scenario, each committed with its own checkpoint
@@ -68,7 +70,7 @@ def problems(report: VerifyReport) -> list[tuple[str, int]]:
 
 
 def check(engine: Engine, cp_file: Path | None) -> VerifyReport:
-    return verify(engine, cp_file, [PUBLIC], workers=1)
+    return verify(engine, cp_file, [PUBLIC], KEY, workers=1)
 
 
 def sql(engine: Engine, *statements: str, **params: object) -> None:
@@ -96,7 +98,7 @@ def clock() -> FixedClock:
 
 @pytest.fixture
 def log(migrated_engine: Engine, cp_file: Path, clock: FixedClock) -> Iterator[AuditLog]:
-    audit = AuditLog(migrated_engine, SIGNER, cp_file, clock, flush_interval=0.01)
+    audit = AuditLog(migrated_engine, SIGNER, KEY, cp_file, clock, flush_interval=0.01)
     yield audit
     audit.close()
 
@@ -212,7 +214,7 @@ def test_s2_queued_records_alone_get_a_checkpoint_every_interval(
     record of a step committed before it moves, so the stamps do not depend on the machine's
     speed. (How fast the flusher keeps up is measured by bench/vault.py.)"""
     audit = AuditLog(
-        migrated_engine, SIGNER, cp_file, clock, checkpoint_seconds=0.25, batch_size=100
+        migrated_engine, SIGNER, KEY, cp_file, clock, checkpoint_seconds=0.25, batch_size=100
     )
     try:
         i = 0
@@ -251,7 +253,7 @@ def test_s2_an_idle_log_signs_its_newest_records(
 def test_s2_closing_signs_the_head(
     migrated_engine: Engine, cp_file: Path, clock: FixedClock
 ) -> None:
-    audit = AuditLog(migrated_engine, SIGNER, cp_file, clock)
+    audit = AuditLog(migrated_engine, SIGNER, KEY, cp_file, clock)
     for i in range(1, 4):
         audit.enqueue(draft(i))
     audit.flush()
@@ -264,7 +266,7 @@ def test_s2_closing_signs_the_head(
 
 def test_s2_flush_reports_a_database_that_refuses_writes(tmp_path: Path, cp_file: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'no-schema.db'}")  # never migrated
-    audit = AuditLog(engine, SIGNER, cp_file, SystemClock(), flush_interval=0.01)
+    audit = AuditLog(engine, SIGNER, KEY, cp_file, SystemClock(), flush_interval=0.01)
     try:
         audit.enqueue(draft(1))
         with pytest.raises(AuditUnavailable):
@@ -290,7 +292,7 @@ def test_s2_verify_names_a_deleted_record(written: Engine, cp_file: Path) -> Non
 def test_s2_verify_names_a_forged_record(written: Engine, cp_file: Path) -> None:
     with written.connect() as conn:
         h5 = conn.execute(text("SELECT hash FROM audit_records WHERE seq = 5")).scalar_one()
-    forged = ChainBuilder(N, h5).append(  # well formed, but it links to record 5, not to N
+    forged = ChainBuilder(KEY, N, h5).append(  # an insider's: keyed, but linked to record 5
         at=T0.isoformat(timespec="microseconds"), actor="staff:ops", action="read",
         purpose="risk_control", subject="sub_forged", categories=(), effect="allow",
         clauses=("S2",), policy_version="alipay-2017@1", detail="forged",
@@ -384,8 +386,8 @@ def test_s2_parallel_ranges_agree_with_one_pass(
 ) -> None:
     sql(written, *tamper)
     trusted = signature_check([PUBLIC])
-    one = verify_storage(written, cp_file, trusted, workers=1)
-    ranges = verify_storage(written, cp_file, trusted, workers=3, parallel_min=1)
+    one = verify_storage(written, cp_file, trusted, KEY, workers=1)
+    ranges = verify_storage(written, cp_file, trusted, KEY, workers=3, parallel_min=1)
     assert ranges.report == one.report
     assert ranges.parallel is (not tamper)
     assert one.report.ok is (not tamper)
@@ -402,7 +404,11 @@ def _cli(url: str, cp_file: Path, lang: str = "en") -> tuple[int, str]:
             *("verify", "--database-url", url, "--checkpoint-file", str(cp_file)),
             *("--public-key", key, "--lang", lang),
         ],
-        env={"COLUMNS": "200"},
+        env={
+            "COLUMNS": "200",
+            "PIGUARD_MASTER_KEY": MASTER,
+            "PIGUARD_VAR_DIR": str(cp_file.parent),
+        },
     )
     return result.exit_code, result.output
 
@@ -457,12 +463,14 @@ from piguard.audit.ports import AuditDraft
 from piguard.db.engine import make_engine
 from piguard.db.uow import UnitOfWork
 from piguard.kernel.clock import SystemClock
-from piguard.vault.crypto import CheckpointSigner
+from piguard.vault.crypto import KeyMaterial
 
 url, cp_file, go, name, count = sys.argv[1:6]
 engine = make_engine(url)
-signer = CheckpointSigner(bytes.fromhex(os.environ["AUDIT_TEST_KEY"]))
-log = AuditLog(engine, signer, Path(cp_file), SystemClock(), checkpoint_seconds=0.05)
+keys = KeyMaterial.from_master_key(os.environ["AUDIT_TEST_MASTER"])
+log = AuditLog(engine, keys.signer, keys.chain_key, Path(cp_file), SystemClock(),
+               checkpoint_seconds=0.05)
+Path(go + "." + name).touch()  # ready
 while not Path(go).exists():
     time.sleep(0.002)
 def draft(i, way):
@@ -484,7 +492,7 @@ def test_s2_two_processes_append_one_gapless_chain(
     database_url: str, migrated_engine: Engine, cp_file: Path, tmp_path: Path
 ) -> None:
     go = tmp_path / "go"
-    env = {**os.environ, "AUDIT_TEST_KEY": SIGNER.private_bytes().hex()}
+    env = {**os.environ, "AUDIT_TEST_MASTER": MASTER}
     writers = [
         subprocess.Popen(  # noqa: S603 (this interpreter, a fixed script)
             [sys.executable, "-c", _WRITER, database_url, str(cp_file), str(go), name, "2000"],
@@ -493,8 +501,11 @@ def test_s2_two_processes_append_one_gapless_chain(
         )
         for name in ("a", "b")
     ]
-    time.sleep(0.5)
-    go.touch()
+    deadline = time.monotonic() + 120
+    while not all(Path(f"{go}.{name}").exists() for name in ("a", "b")):
+        assert time.monotonic() < deadline, "the writers did not start"
+        time.sleep(0.01)
+    go.touch()  # both ready: they start together
     for writer in writers:
         _, err = writer.communicate(timeout=300)
         assert writer.returncode == 0, err.decode()
@@ -526,6 +537,6 @@ def test_s2_cli_verify_exits_2_when_it_cannot_read_the_log(tmp_path: Path, cp_fi
 @given(st.datetimes(timezones=st.just(UTC)), st.integers(0, 999_999))
 def test_s2_the_queue_stamps_records_exactly_as_format_at(moment: datetime, micro: int) -> None:
     later = moment.replace(microsecond=micro)  # the same second, again: the cached prefix
-    assert _format_at(moment) == format_at(moment)
-    assert _format_at(later) == format_at(later)
-    assert _format_at(moment.astimezone(timezone(timedelta(hours=8)))) == format_at(moment)
+    assert format_now(moment) == format_at(moment)
+    assert format_now(later) == format_at(later)
+    assert format_now(moment.astimezone(timezone(timedelta(hours=8)))) == format_at(moment)

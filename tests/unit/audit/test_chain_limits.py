@@ -10,8 +10,10 @@ from piguard.audit.chain import LIMITS, MAX_KEY_CHARS, MAX_KEYS, ChainBuilder, b
 from piguard.kernel.errors import InvalidInput
 from piguard.policies import bundled_policy_path
 from piguard.policy.language import load_policy
+from piguard.vault.crypto import ChainKey
 
 AT = "2024-05-01T12:00:00.000001+00:00"
+KEY = ChainKey(b"c" * 32)
 
 
 def _append(**changes: object) -> None:
@@ -20,7 +22,7 @@ def _append(**changes: object) -> None:
         "subject": "sub_1", "categories": ("phone",), "effect": "allow", "clauses": ("S2",),
         "policy_version": "alipay-2017@1", "detail": "ok", **changes,
     }  # fmt: skip
-    ChainBuilder().append(**fields)  # type: ignore[arg-type]
+    ChainBuilder(KEY).append(**fields)  # type: ignore[arg-type]
 
 
 def test_s2_every_category_and_every_clause_of_the_policy_fit_one_record() -> None:

@@ -5,7 +5,7 @@ import hmac
 import json
 import tracemalloc
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import get_args
 
 import pytest
@@ -19,9 +19,7 @@ from piguard.audit.chain import (
     AuditEntry,
     ChainBuilder,
     Row,
-    canonical_bytes,
-    link_hash,
-    split_keys,
+    encode,
 )
 from piguard.audit.checkpoint import (
     CHECKPOINT_KIND,
@@ -31,6 +29,7 @@ from piguard.audit.checkpoint import (
 )
 from piguard.audit.verify import Problem, ProblemKind, VerifyReport, verify_chain
 from piguard.kernel.errors import IntegrityError, InvalidInput
+from piguard.vault.crypto import ChainKey
 
 AT = "2024-05-01T12:00:00.000001+00:00"
 
@@ -50,6 +49,7 @@ class HmacSigner:
 
 
 SIGNER = HmacSigner(b"k" * 32)
+KEY = ChainKey(b"c" * 32)  # the chain key: held outside the database
 
 
 def append(builder: ChainBuilder, i: int, detail: str = "ok") -> AuditEntry:
@@ -68,7 +68,7 @@ def append(builder: ChainBuilder, i: int, detail: str = "ok") -> AuditEntry:
 
 
 def build(n: int) -> list[Row]:
-    builder = ChainBuilder()
+    builder = ChainBuilder(KEY)
     return [append(builder, i).as_row() for i in range(1, n + 1)]
 
 
@@ -77,26 +77,24 @@ def checkpoint(row: Row) -> Checkpoint:
 
 
 def verify(rows: list[Row], *cps: Checkpoint) -> VerifyReport:
-    return verify_chain(rows, cps, SIGNER.check)
+    return verify_chain(rows, cps, SIGNER.check, KEY)
 
 
 def found(report: VerifyReport) -> list[tuple[str, int]]:
     return [(p.kind, p.seq) for p in report.problems]
 
 
-def rehashed(row: Row, **changes: object) -> Row:
-    """The row with fields changed and its hash recomputed, as an attacker without the key can."""
+def rehashed(row: Row, key: ChainKey = KEY, **changes: object) -> Row:
+    """The row with fields changed and its hash recomputed under `key`: as an insider holding the
+    chain key could (KEY), or as a writer with database access alone can (any other key)."""
     values = dict(zip(COLUMNS, row, strict=True)) | changes
-    body = {name: values[name] for name in COLUMNS[:-1]}
-    body["categories"] = split_keys(str(body["categories"]))
-    body["clauses"] = split_keys(str(body["clauses"]))
-    values["hash"] = link_hash(str(values["prev_hash"]), canonical_bytes(**body))  # type: ignore[arg-type]
+    values["hash"] = key.mac(encode(*(values[name] for name in COLUMNS[:-1])))  # type: ignore[arg-type]
     return tuple(values[name] for name in COLUMNS)  # type: ignore[return-value]
 
 
 def forged(after: Row | None, seq: int) -> Row:
     """A well-formed record with seq `seq` linked to `after` (None: the genesis)."""
-    builder = ChainBuilder(after[0], after[12]) if after else ChainBuilder()
+    builder = ChainBuilder(KEY, after[0], after[12]) if after else ChainBuilder(KEY)
     entry = append(builder, 999, detail="forged")
     assert entry.seq == seq
     return entry.as_row()
@@ -113,7 +111,7 @@ def test_s2_intact_chain_verifies() -> None:
 
 
 def test_s2_intact_rows_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    def slow(row: Row) -> tuple[bool, str | None]:
+    def slow(row: Row, key: ChainKey) -> tuple[bool, str | None]:
         raise AssertionError(f"slow path taken for {row[0]}")
 
     monkeypatch.setattr(verify_module, "_content", slow)
@@ -121,11 +119,11 @@ def test_s2_intact_rows_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_s2_entries_and_one_pass_iterators_verify() -> None:
-    builder = ChainBuilder()
+    builder = ChainBuilder(KEY)
     entries = [append(builder, i) for i in range(1, 11)]
-    assert verify_chain(entries, (), SIGNER.check).ok
+    assert verify_chain(entries, (), SIGNER.check, KEY).ok
     rows: Iterator[Row] = (e.as_row() for e in entries)
-    assert verify_chain(rows, [checkpoint(entries[-1].as_row())], SIGNER.check).ok
+    assert verify_chain(rows, [checkpoint(entries[-1].as_row())], SIGNER.check, KEY).ok
 
 
 def test_s2_empty_log() -> None:
@@ -166,19 +164,63 @@ def test_s2_quote_injection_is_an_edit() -> None:
     assert found(verify([(row[0], row[1], 'a\\"b\\n', *row[3:])])) == [("edited", 1)]
 
 
-def test_s2_rows_with_key_sequences_verify_exactly() -> None:
-    rows = build(5)
-    as_lists = [(*r[:6], list(split_keys(r[6])), r[7], split_keys(r[8]), *r[9:]) for r in rows]
-    assert verify(as_lists).ok  # type: ignore[arg-type]
-    as_lists[2][6].append("bank_card")
-    assert found(verify(as_lists)) == [("edited", 3)]  # type: ignore[arg-type]
+def test_s2_entries_verify_exactly_through_the_one_encoder() -> None:
+    builder = ChainBuilder(KEY)
+    entries = [append(builder, i) for i in range(1, 6)]
+    assert verify_chain(entries, (), SIGNER.check, KEY).ok
+    entries[2] = replace(entries[2], categories=(*entries[2].categories, "bank_card"))
+    assert found(verify_chain(entries, (), SIGNER.check, KEY)) == [("edited", 3)]
+
+
+def test_s2_a_writer_without_the_chain_key_cannot_make_a_record_that_passes() -> None:
+    """The database alone is not enough: a record edited, or appended, with its link computed
+    under any key but the chain's (or as the old unkeyed SHA-256) is found at once."""
+    rows = build(10)
+    guess = ChainKey(b"g" * 32)
+    edited = [*rows[:4], rehashed(rows[4], guess, actor="staff:someone-else"), *rows[5:]]
+    assert found(verify(edited))[0] == ("edited", 5)
+    appended = forged(rows[-1], 11)
+    appended = rehashed(appended, guess)
+    assert found(verify([*rows, appended])) == [("edited", 11)]
+    unkeyed = hashlib.sha256(rows[-1][12].encode() + encode(*appended[:12])).hexdigest()
+    assert found(verify([*rows, (*appended[:12], unkeyed)])) == [("edited", 11)]
+    assert verify([*rows, rehashed(appended)]).ok  # only the chain key makes it pass
+
+
+def test_s2_a_record_earlier_than_its_predecessor_is_named() -> None:
+    builder = ChainBuilder(KEY)
+    rows = [append(builder, i).as_row() for i in range(1, 4)]
+    late = builder.append(
+        at="2024-05-01T11:59:59.999999+00:00", actor="staff:ops", action="read",
+        purpose="risk_control", subject="sub_x", categories=(), effect="allow", clauses=("S2",),
+        policy_version="alipay-2017@1", detail="ok",
+    )  # fmt: skip
+    report = verify([*rows, late.as_row()])
+    assert found(report) == [("backdated", 4)]
+    assert "earlier" in report.problems[0].describe("en")
+    assert "早于" in report.problems[0].describe("zh")
+
+
+def test_s2_verification_takes_up_the_chain_after_a_seal() -> None:
+    rows = build(10)
+    start = (rows[5][0], rows[5][12], rows[5][1])
+    assert verify_chain(rows[6:], (), SIGNER.check, KEY, start=start).ok
+    report = verify_chain(rows[7:], (), SIGNER.check, KEY, start=start)
+    assert found(report) == [("deleted", 7)]
+
+
+def test_s2_the_report_counts_unsealed_records() -> None:
+    rows = build(12)
+    report = verify(rows, checkpoint(rows[8]))
+    assert (report.ok, report.checkpoint_seq, report.unsealed) == (True, 9, 3)
+    assert verify(rows).unsealed == 12
 
 
 def test_s2_malformed_rows_are_edits() -> None:
     rows: list[object] = list(build(5))
     rows[1] = (2, None)
     rows[3] = None
-    report = verify_chain(rows, (), SIGNER.check)  # type: ignore[arg-type]
+    report = verify_chain(rows, (), SIGNER.check, KEY)  # type: ignore[arg-type]
     assert found(report)[0] == ("edited", 2)
 
 
@@ -259,7 +301,7 @@ def test_s2_truncation_after_the_last_checkpoint_goes_unseen() -> None:
 def test_s2_rebuilt_tail_detected_by_checkpoint() -> None:
     rows = build(20)
     cps = checkpoint(rows[14]), checkpoint(rows[-1])
-    builder = ChainBuilder(rows[8][0], rows[8][12])
+    builder = ChainBuilder(KEY, rows[8][0], rows[8][12])
     rows[9:] = [append(builder, i, detail="rewritten").as_row() for i in range(10, 21)]
     assert found(verify(rows, *cps)) == [("truncated", 15), ("truncated", 20)]
 
@@ -316,7 +358,7 @@ def test_s2_broken_log_raises_integrity_error() -> None:
 
 def test_s2_problems_beyond_the_cap_are_counted() -> None:
     rows = [(*r[:10], "edited", *r[11:]) for r in build(10)]
-    report = verify_chain(rows, (), SIGNER.check, max_problems=3)
+    report = verify_chain(rows, (), SIGNER.check, KEY, max_problems=3)
     assert found(report) == [("edited", 1), ("edited", 2), ("edited", 3)]
     assert report.problems_omitted == 7
     assert not report.ok
@@ -364,13 +406,13 @@ def test_s2_any_single_tampering_is_located(n: int, tamper: str, data: st.DataOb
 
 def test_s2_verification_streams_in_constant_memory() -> None:
     def rows(n: int) -> Iterator[Row]:
-        builder = ChainBuilder()
+        builder = ChainBuilder(KEY)
         for i in range(1, n + 1):
             yield append(builder, i).as_row()
 
     tracemalloc.start()
     try:
-        report = verify_chain(rows(5000), (), SIGNER.check)
+        report = verify_chain(rows(5000), (), SIGNER.check, KEY)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

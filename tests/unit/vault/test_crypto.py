@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from piguard.kernel.errors import IntegrityError, InvalidInput
 from piguard.vault.crypto import (
     BlindIndex,
+    ChainKey,
     CheckpointSigner,
     DataKey,
     KeyEncryptionKey,
@@ -164,11 +165,14 @@ def test_s2_key_objects_never_print_or_pickle_their_bytes() -> None:
     assert repr(data_key) == str(data_key) == "DataKey(***)"
     assert repr(index) == "BlindIndex(***)"
     assert repr(kek) == f"KeyEncryptionKey(key_id='{kek.key_id}')"
-    material = KeyMaterial(kek, index, signer)
-    for shown in (repr(data_key), repr(kek), repr(index), repr(signer), repr(material)):
+    chain_key = ChainKey(raw)
+    assert repr(chain_key) == str(chain_key) == "ChainKey(***)"
+    material = KeyMaterial(kek, index, chain_key, signer)
+    shown_all = (repr(data_key), repr(kek), repr(index), repr(chain_key), repr(signer))
+    for shown in (*shown_all, repr(material)):
         assert raw.hex() not in shown
         assert repr(raw) not in shown
-    for obj in (data_key, kek, index, signer):
+    for obj in (data_key, kek, index, chain_key, signer):
         with pytest.raises(TypeError, match="not pickled"):
             pickle.dumps(obj)
 
@@ -309,7 +313,7 @@ def test_s2_malformed_public_key_is_an_integrity_error(public: bytes) -> None:
 # --- master key (S2) -------------------------------------------------------------------------
 
 
-def test_s2_master_key_derives_three_distinct_stable_keys(tmp_path: Path) -> None:
+def test_s2_master_key_derives_four_distinct_stable_keys(tmp_path: Path) -> None:
     master = base64.b64encode(os.urandom(32)).decode()
     first, second = KeyMaterial.from_master_key(master), KeyMaterial.from_master_key(master)
     assert first.kek.key_id == second.kek.key_id
@@ -319,8 +323,10 @@ def test_s2_master_key_derives_three_distinct_stable_keys(tmp_path: Path) -> Non
     )
     write_key_file(tmp_path / "keys.json", first)
     doc = json.loads((tmp_path / "keys.json").read_text())
-    raw = {base64.b64decode(doc[name]) for name in ("kek", "blind_index_key", "signing_key")}
-    assert len(raw) == 3
+    names = ("kek", "blind_index_key", "audit_chain_key", "signing_key")
+    raw = {base64.b64decode(doc[name]) for name in names}
+    assert len(raw) == 4
+    assert first.chain_key.mac(b"x") == second.chain_key.mac(b"x")
     assert base64.b64decode(master) not in raw
     other = KeyMaterial.from_master_key(base64.b64encode(os.urandom(32)).decode())
     assert other.kek.key_id != first.kek.key_id
@@ -403,8 +409,14 @@ def test_r4_key_file_created_0600(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     doc = json.loads(path.read_text())
-    assert set(doc) == {"version", "kek", "blind_index_key", "signing_key", "retired_keks"}
+    assert set(doc) == {
+        "version", "kek", "blind_index_key", "audit_chain_key", "signing_key", "retired_keks"
+    }  # fmt: skip
+    assert doc["version"] == 2
     assert doc["retired_keks"] == []
+    assert ChainKey(base64.b64decode(doc["audit_chain_key"])).mac(b"x") == material.chain_key.mac(
+        b"x"
+    )
     assert KeyEncryptionKey(base64.b64decode(doc["kek"])).key_id == material.kek.key_id
     signer = CheckpointSigner(base64.b64decode(doc["signing_key"]))
     assert signer.public_bytes() == material.signer.public_bytes()
@@ -423,6 +435,7 @@ def test_r4_key_file_reload_gives_the_same_keys(tmp_path: Path) -> None:
         "email", "a@x.cn"
     )
     assert loaded.signer.public_bytes() == created.signer.public_bytes()
+    assert loaded.chain_key.mac(b"record") == created.chain_key.mac(b"record")
 
 
 def test_r4_key_file_rotation_is_persisted(tmp_path: Path) -> None:
@@ -452,9 +465,10 @@ def test_s2_key_file_world_readable_refused(tmp_path: Path, mode: int) -> None:
 def _valid_doc() -> dict[str, object]:
     b64 = base64.b64encode
     return {
-        "version": 1,
+        "version": 2,
         "kek": b64(os.urandom(32)).decode(),
         "blind_index_key": b64(os.urandom(32)).decode(),
+        "audit_chain_key": b64(os.urandom(32)).decode(),
         "signing_key": b64(os.urandom(32)).decode(),
         "retired_keks": [],
     }
@@ -484,7 +498,9 @@ def _with(**changes: object) -> bytes:
         pytest.param(b"[" * 50_000, id="deeply-nested"),
         pytest.param(_with(kek=_DROP), id="missing-kek"),
         pytest.param(_with(extra="x"), id="unknown-field"),
-        pytest.param(_with(version=2), id="unknown-version"),
+        pytest.param(_with(version=3), id="unknown-version"),
+        pytest.param(_with(audit_chain_key=_DROP), id="missing-chain-key"),
+        pytest.param(_with(audit_chain_key="c2hvcnQ="), id="short-chain-key"),
         pytest.param(_with(version=True), id="boolean-version"),
         pytest.param(_with(kek="***not base64***"), id="bad-base64"),
         pytest.param(_with(kek=base64.b64encode(b"\x00" * 16).decode()), id="short-kek"),
@@ -527,3 +543,21 @@ def test_r4_key_file_created_concurrently_gives_one_key_set(tmp_path: Path, atte
         key_ids = {future.result() for future in [pool.submit(first_start) for _ in range(workers)]}
     assert key_ids == {load_or_create_key_file(path).kek.key_id}
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_s2_a_key_file_from_before_the_keyed_audit_chain_is_refused_clearly(
+    tmp_path: Path,
+) -> None:
+    """Pre-release format 1 had no chain key. It is not upgraded in place (two processes starting
+    at once would chain under two keys): the refusal says what it is and what to do."""
+    path = tmp_path / "keys.json"
+    old = _with(version=1, audit_chain_key=_DROP)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(old)
+    with pytest.raises(IntegrityError) as caught:
+        load_or_create_key_file(path)
+    assert "audit_chain_key" in caught.value.message.en
+    assert "start afresh" in caught.value.message.en
+    _assert_bilingual(caught.value)
+    assert path.read_bytes() == old  # left as it was

@@ -28,6 +28,7 @@ def verify(caller: CallerDep, piguard: PiguardDep) -> AuditVerifyOut:
         head_seq=report.head_seq,
         head_hash=report.head_hash,
         checkpoint_seq=report.checkpoint_seq,
+        unsealed=report.unsealed,
         problems=[
             AuditProblemOut(
                 kind=p.kind, seq=p.seq, summary={"zh": p.describe("zh"), "en": p.describe("en")}
