@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import signal
+from types import FrameType
+from typing import Annotated, NoReturn
 
 import typer
 import uvicorn
@@ -128,7 +130,16 @@ def server_config(app_: Piguard, host: str, port: int) -> uvicorn.Config:
 
 
 def _run(app_: Piguard, host: str, port: int) -> None:
+    # uvicorn shuts down on SIGTERM, then raises the signal again for the handler it found: that
+    # one must end through `finally`, so that closing writes the queued audit records (refusals)
+    # and seals the head, rather than the default handler ending the process at once.
+    previous = signal.signal(signal.SIGTERM, _stopped)
     try:
         uvicorn.Server(server_config(app_, host, port)).run()
     finally:
         app_.close()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(_signum: int, _frame: FrameType | None) -> NoReturn:
+    raise SystemExit(0)  # a clean stop
