@@ -7,6 +7,7 @@ that returned data has its audit record. A server stopped cleanly: every refusal
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -17,7 +18,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import httpx
@@ -25,6 +26,7 @@ import pytest
 from api_support import Api, Person, new_person, running_api
 
 import piguard
+from piguard.audit.chain import encode
 from piguard.bootstrap import build
 from piguard.policy.decision import Actor
 from piguard.policy.model import ActorKind
@@ -134,7 +136,7 @@ def served_process(var_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str
 
 
 def _audited(var_dir: Path, effect: str) -> Counter[str]:
-    with sqlite3.connect(f"file:{var_dir / 'piguard.db'}?mode=ro", uri=True) as db:
+    with closing(sqlite3.connect(f"file:{var_dir / 'piguard.db'}?mode=ro", uri=True)) as db:
         rows = db.execute(
             "SELECT subject FROM audit_records WHERE action = 'read' AND effect = ?", (effect,)
         )
@@ -200,3 +202,40 @@ def test_s2_a_clean_shutdown_loses_no_refusal(tmp_path: Path) -> None:
         assert proc.wait(60) == 0
     assert own != other
     assert sum(_audited(var_dir, "deny").values()) == 50
+
+
+def test_s2_a_record_forged_with_plain_sql_fails_the_api_verify_and_is_never_sealed(
+    api: Api,
+) -> None:
+    """The attack of issue 8: a correctly chained record appended with plain SQL, its hash
+    computed as a writer without the chain key can (the old unkeyed SHA-256)."""
+    subject_id = api.register(new_person())
+    auditor = api.as_role("auditor")
+    assert auditor.audit_verify()["ok"] is True
+    db_file = api.var_dir / "piguard.db"
+    with closing(sqlite3.connect(db_file, isolation_level=None)) as db:
+        seq, head, at = db.execute(
+            "SELECT seq, hash, at FROM audit_records ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        row = (
+            seq + 1, at, "staff:forger", "read", "customer_service", subject_id, "user.name",
+            "allow", "S2", api.piguard.policy.key, "forged", head,
+        )  # fmt: skip
+        digest = hashlib.sha256(head.encode() + encode(*row)).hexdigest()
+        db.execute("BEGIN IMMEDIATE")
+        marks = ", ".join("?" * 13)
+        db.execute(f"INSERT INTO audit_records VALUES ({marks})", (*row, digest))  # noqa: S608
+        db.execute("COMMIT")
+    for _ in range(3):  # more traffic, checkpoints due
+        time.sleep(1.1)
+        api.as_subject(subject_id).read(subject_id, "self_service")
+    api.piguard.audit.flush()
+
+    report = auditor.audit_verify()
+
+    assert report["ok"] is False
+    assert (report["problems"][0]["kind"], report["problems"][0]["seq"]) == ("edited", seq + 1)
+    assert report["checkpoint_seq"] <= seq
+    assert report["unsealed"] == report["head_seq"] - report["checkpoint_seq"] >= 4
+    with closing(sqlite3.connect(f"file:{db_file}?mode=ro", uri=True)) as db:
+        assert db.execute("SELECT max(seq) FROM audit_checkpoints").fetchone()[0] <= seq

@@ -27,6 +27,8 @@ from piguard.audit.scan import append_checkpoint_line
 from piguard.audit.tables import AuditCheckpointRow
 from piguard.audit.verify import ORIGIN, Start, verify_chain
 from piguard.audit.writer import lock_chain
+from piguard.db.engine import READONLY
+from piguard.kernel.clock import Clock
 
 _logger = logging.getLogger(__name__)
 _CHECKPOINTS_FROM: Final = (
@@ -67,10 +69,12 @@ class Checkpointer:
         key: LinkKey,
         check: SignatureCheck,
         checkpoint_file: Path,
-        clock: Any,
+        clock: Clock,
         every: timedelta,
     ) -> None:
         self._engine = engine
+        # Reading back is a snapshot: on SQLite it must not take the write lock from writers.
+        self._reader = engine.execution_options(**{READONLY: True})
         self._signer = _Keyed(signer)
         self._key = key
         self._check = check
@@ -124,13 +128,13 @@ class Checkpointer:
     def _due(self, now: datetime) -> bool:
         last = self._last_at
         if last is None:  # not known here yet: the newest stored one
-            with self._engine.connect() as conn:
+            with self._reader.connect() as conn:
                 stored = conn.exec_driver_sql(_NEWEST_AT).scalar()
             last = self._last_at = _parse_at(stored)
         return last is None or not timedelta(0) <= now - last < self._every
 
     def _seal(self, now: datetime) -> Checkpoint | None:
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             base = self._base(conn)
             if base is None:
                 return None
