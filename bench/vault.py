@@ -26,6 +26,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -102,9 +103,11 @@ def plain_engine(app: Piguard) -> Engine:
     return engine
 
 
-def round_trips(app: Piguard, subjects: list[str], n: int) -> tuple[float, float]:
-    """(encrypted, plain) seconds for n collect+read round trips each. Each trip writes one value
-    of one subject and reads that subject's values of the category back, on both sides alike."""
+def round_trips(app: Piguard, subjects: list[str], n: int, threads: int = 1) -> tuple[float, float]:
+    """(encrypted, plain) seconds for n collect+read round trips each, run by `threads` callers
+    at once. Each trip writes one value of one subject and reads that subject's values of the
+    category back, on both sides alike. Each encrypted read waits for its audit record's commit:
+    alone, one more durable commit per trip than plain; together, readers share commits."""
     plain_db = plain_engine(app)
     _plain.create_all(plain_db)
     now = app.clock.now()
@@ -114,16 +117,15 @@ def round_trips(app: Piguard, subjects: list[str], n: int) -> tuple[float, float
         turn = rounds[side] * n + i
         return subjects[turn % len(subjects)], CATEGORIES[turn // len(subjects) % len(CATEGORIES)]
 
-    def encrypted() -> None:
-        for i in range(n):
+    def encrypted_trips(start: int) -> None:
+        for i in range(start, n, threads):
             subject_id, category = pick("encrypted", i)
             value = {category: _sample(category, i)}
             app.vault.collect(PAYMENT, subject_id, PURPOSE, value, "merchant:b")
             app.vault.read(PAYMENT, subject_id, PURPOSE, (category,))
-        rounds["encrypted"] += 1
 
-    def plain() -> None:
-        for i in range(n):
+    def plain_trips(start: int) -> None:
+        for i in range(start, n, threads):
             subject_id, category = pick("plain", i)
             with plain_db.begin() as conn:
                 conn.execute(
@@ -144,6 +146,13 @@ def round_trips(app: Piguard, subjects: list[str], n: int) -> tuple[float, float
                         PLAIN.c.subject_id == subject_id, PLAIN.c.category == category
                     )
                 ).all()
+
+    def encrypted() -> None:
+        _together(encrypted_trips, threads)
+        rounds["encrypted"] += 1
+
+    def plain() -> None:
+        _together(plain_trips, threads)
         rounds["plain"] += 1
 
     enc, pl = [], []
@@ -151,6 +160,16 @@ def round_trips(app: Piguard, subjects: list[str], n: int) -> tuple[float, float
         enc.append(median_seconds(encrypted, 1))
         pl.append(median_seconds(plain, 1))
     return statistics.median(enc), statistics.median(pl)
+
+
+def _together(work: Callable[[int], None], threads: int) -> None:
+    """`work(k)` for k in range(threads), each in a thread of its own (one: in this one)."""
+    if threads == 1:
+        work(0)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        for done in [pool.submit(work, k) for k in range(threads)]:
+            done.result()
 
 
 def _sample(category: str, i: int) -> str:
@@ -287,6 +306,7 @@ def main() -> None:
             crowd = list(people(trips + 6, seed=5))  # one generator: no two share an identifier
             subjects = [app.vault.register(ACCOUNT, p.registration()) for p in crowd[:trips]]
             enc, plain = round_trips(app, subjects, trips)
+            enc8, plain8 = round_trips(app, subjects, trips, threads=8)
             small_s, big_s = erase_ratio(app, big, crowd[trips:])
             append_rate, verify_s = audit_rates(app, records)
             bare_verify_s = bare_read_and_hash_seconds(app)
@@ -297,6 +317,9 @@ def main() -> None:
         "encrypted_round_trips_per_s": round(trips / enc, 1),
         "plain_round_trips_per_s": round(trips / plain, 1),
         "encrypted_overhead_ratio": round(enc / plain, 3),
+        "encrypted_round_trips_per_s_8_callers": round(trips / enc8, 1),
+        "plain_round_trips_per_s_8_callers": round(trips / plain8, 1),
+        "encrypted_overhead_ratio_8_callers": round(enc8 / plain8, 3),
         "erase_10_ms": round(small_s * 1000, 2),
         f"erase_{big}_ms": round(big_s * 1000, 2),
         "erase_10k_vs_10_ratio": round(big_s / small_s, 3),

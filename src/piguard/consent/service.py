@@ -100,26 +100,28 @@ class ConsentService:
         self, actor: Actor, subject_id: str
     ) -> tuple[list[ConsentEvent], dict[str, ConsentType]]:
         with self._tx.read() as uow:
-            self._check(uow, actor, subject_id, Action.READ, write=False)
+            req = self._read_request(uow, actor, subject_id)
             events = ConsentRepository(uow.connection).events(subject_id)
+        self._enforcer.require(req, subject_id)
         return events, current_consents(events)
 
     def receipt(
         self, actor: Actor, subject_id: str, event_id: str, lang: Lang = "zh"
     ) -> dict[str, object]:
         with self._tx.read() as uow:
-            self._check(uow, actor, subject_id, Action.READ, write=False)
+            req = self._read_request(uow, actor, subject_id)
             event = ConsentRepository(uow.connection).event(subject_id, event_id)
+        self._enforcer.require(req, subject_id)
         if event is None:
             raise NotFound(LocalText("没有该同意记录", "no such consent event"), field="event_id")
         return kantara_receipt(event, self._policy, lang)
 
     def settings(self, actor: Actor, subject_id: str) -> dict[str, bool]:
         with self._tx.read() as uow:
-            self._check(uow, actor, subject_id, Action.READ, write=False)
-            return current_settings(
-                self._policy, ConsentRepository(uow.connection).settings(subject_id)
-            )
+            req = self._read_request(uow, actor, subject_id)
+            events = ConsentRepository(uow.connection).settings(subject_id)
+        self._enforcer.require(req, subject_id)
+        return current_settings(self._policy, events)
 
     def change_settings(
         self, actor: Actor, subject_id: str, changes: dict[str, bool], channel: str = "api"
@@ -135,7 +137,7 @@ class ConsentService:
             )
         _check_choice("channel", channel, CHANNELS)
         with self._tx.write() as uow:
-            self._check(uow, actor, subject_id, Action.UPDATE, write=True)
+            self._check(uow, actor, subject_id)
             repo = ConsentRepository(uow.connection)
             now = self._clock.now()
             for key, value in changes.items():
@@ -178,27 +180,27 @@ class ConsentService:
             guardian_id=guardian_id,
         )
         with self._tx.write() as uow:
-            self._check(uow, actor, subject_id, Action.UPDATE, write=True, detail=kind)
+            self._check(uow, actor, subject_id, detail=kind)
             ConsentRepository(uow.connection).add(event)
             uow.commit()
         return event
 
-    def _check(
-        self,
-        uow: UnitOfWork,
-        actor: Actor,
-        subject_id: str,
-        action: Action,
-        *,
-        write: bool,
-        detail: str = "",
-    ) -> None:
+    def _check(self, uow: UnitOfWork, actor: Actor, subject_id: str, detail: str = "") -> None:
+        """Decide a change, audited in its transaction."""
         b = self._policy.bindings
         state = self._vault.live_state(uow.connection, subject_id)
-        req = DecisionRequest(action, actor, b.consent_purpose, (b.consent_category,), state)
-        self._enforcer.require(req, subject_id, uow if write else None, detail=detail)
-        if write:  # every later decision must see this change, in every process (R2)
-            VaultRepository(uow.connection).state_changed(subject_id)
+        req = DecisionRequest(Action.UPDATE, actor, b.consent_purpose, (b.consent_category,), state)
+        self._enforcer.require(req, subject_id, uow, detail=detail)
+        # Every later decision must see this change, in every process (R2).
+        VaultRepository(uow.connection).state_changed(subject_id)
+
+    def _read_request(self, uow: UnitOfWork, actor: Actor, subject_id: str) -> DecisionRequest:
+        """The request to read consents, from the subject's state in `uow`. The caller decides
+        it once the read transaction is over: a read waits for its audit record's commit, and a
+        snapshot held meanwhile would keep SQLite's WAL from being reset."""
+        b = self._policy.bindings
+        state = self._vault.live_state(uow.connection, subject_id)
+        return DecisionRequest(Action.READ, actor, b.consent_purpose, (b.consent_category,), state)
 
     def _validate_scope(self, scope: str) -> None:
         try:

@@ -232,7 +232,9 @@ class VaultService:
                 self._states.of(uow.connection, subject),
                 source_purposes=sources,
             )
-            decision = self._enforcer.require(req, subject_id)
+        # Decided and audited once the snapshot is let go: the read waits for its record's
+        # commit, and a read transaction held meanwhile keeps SQLite's WAL from being reset.
+        decision = self._enforcer.require(req, subject_id)
         key = self._keys.get(subject_id) if rows else None
         values = tuple(self._open(key, subject_id, row, decision) for row in rows if key)
         return ReadResult(subject_id, values, decision)
