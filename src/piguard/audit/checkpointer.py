@@ -39,6 +39,7 @@ _RECORD_AT: Final = "SELECT hash, at FROM audit_records WHERE seq = {mark}"
 _RECORDS_AFTER: Final = (
     f"SELECT {', '.join(COLUMNS)} FROM audit_records WHERE seq > {{mark}} ORDER BY seq"  # noqa: S608
 )
+_REPEAT: Final = 60.0
 _NEWEST_AT: Final = "SELECT at FROM audit_checkpoints ORDER BY seq DESC LIMIT 1"
 
 
@@ -88,6 +89,7 @@ class Checkpointer:
         self._sealed: Start = ORIGIN  # the newest seal verified here
         self._dirty = False  # records written here since the last seal
         self._retry = 0.0  # monotonic time before which a failed seal is not tried again
+        self._last_alarm = ("", 0.0)  # what was last logged as withholding a seal, and when
 
     @property
     def public_key(self) -> bytes:
@@ -143,9 +145,7 @@ class Checkpointer:
             report = verify_chain(last.track(rows), (), self._check, self._key, start=base)
         if not report.ok:
             found = "; ".join(f"{p.kind} at seq {p.seq}" for p in report.problems[:5])
-            _logger.error(
-                "audit checkpoint withheld: records after seq %d do not verify (%s)", base[0], found
-            )
+            self._alarm(f"records after seq {base[0]} do not verify ({found})")
             self._dirty = True
             self._retry = time.monotonic() + self._every.total_seconds()
             return None
@@ -173,9 +173,17 @@ class Checkpointer:
         seq, h = found
         record = conn.exec_driver_sql(_RECORD_AT.format(mark=self._mark), (seq,)).first()
         if record is None or record[0] != h:
-            _logger.error("audit checkpoint withheld: the log disagrees with seal %d", seq)
+            self._alarm(f"the log disagrees with seal {seq}")
             return None
         return seq, h, str(record[1])
+
+    def _alarm(self, why: str) -> None:
+        """Log why sealing stopped (seqs and kinds only): at once for a new finding, then once
+        every `_REPEAT` seconds while it lasts, rather than at every interval."""
+        now = time.monotonic()
+        if why != self._last_alarm[0] or now - self._last_alarm[1] >= _REPEAT:
+            _logger.error("audit checkpoint withheld: %s", why)
+            self._last_alarm = (why, now)
 
     def _newest_valid(self, conn: Connection, after: int) -> tuple[int, str] | None:
         """(seq, hash) of the newest checkpoint after seq `after` signed with a trusted key."""
