@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from piguard.audit.log import AuditLog
+from piguard.audit.witness import DirectoryWitness, HttpWitness, Witness
 from piguard.auth.service import ApiKeys
 from piguard.consent.guardians import GuardianService
 from piguard.consent.service import ConsentService
@@ -64,6 +65,15 @@ def load_keys(settings: Settings) -> KeyMaterial:
     if settings.master_key is not None:
         return KeyMaterial.from_master_key(settings.master_key.get_secret_value())
     return load_or_create_key_file(settings.resolved_key_file)
+
+
+def make_witness(settings: Settings) -> Witness | None:
+    """The witness the settings name (`PIGUARD_AUDIT_WITNESS`), or None."""
+    if settings.witness_url is not None and settings.audit_witness_token is not None:
+        return HttpWitness(settings.witness_url, settings.audit_witness_token.get_secret_value())
+    if settings.witness_folder is not None:
+        return DirectoryWitness(settings.witness_folder)
+    return None
 
 
 def notice_hash(policy: Policy) -> str:

@@ -33,7 +33,12 @@ def settings_or_exit(**overrides: object) -> Settings:
 
 def refuse(exc: PiguardError) -> typer.Exit:
     """Print a refusal of the service (unknown role, unknown key) and the exit to raise."""
-    _say(exc.message.en)
+    return fail(exc.message.en)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print a message that stops a command and the exit to raise."""
+    _say(message)
     return typer.Exit(2)
 
 
