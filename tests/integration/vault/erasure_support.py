@@ -34,9 +34,11 @@ def _params(parameters: Any) -> list[object]:
 
 
 @contextmanager
-def failing(engine: Engine, when: Callable[[str, list[object]], bool]) -> Iterator[list[str]]:
-    """Every statement on `engine` for which `when(sql, parameters)` holds raises instead of
-    running; yields the statements it stopped."""
+def failing(
+    engine: Engine | type[Engine], when: Callable[[str, list[object]], bool]
+) -> Iterator[list[str]]:
+    """Every statement on `engine` (the class: on every engine) for which `when(sql,
+    parameters)` holds raises instead of running; yields the statements it stopped."""
     stopped: list[str] = []
 
     def before(

@@ -24,6 +24,7 @@ from erasure_support import (
     status_change,
     status_of,
 )
+from sqlalchemy import Engine
 
 from piguard.bootstrap import Piguard, build
 from piguard.consent.service import Provenance
@@ -236,3 +237,32 @@ def test_s2_start_up_logs_no_subject_when_it_finishes_erasures(
     assert "finished 1 of 1 interrupted erasures" in caplog.text
     assert subject not in caplog.text
     assert who.phone not in caplog.text
+
+
+def test_s2_r4_a_start_whose_key_store_still_fails_serves_and_keeps_the_subject_gone(
+    app: Piguard, crowd: Iterator[Person]
+) -> None:
+    who = next(crowd)
+    subject, token = _subject_with_key(app, who)
+    with failing(app.keystore_db, key_delete), pytest.raises(ErasureIncomplete):
+        app.vault.erase_subject(SELF, subject)
+    app.close()
+
+    # Every engine: the one the next start makes for the key store is not there yet.
+    with failing(Engine, key_delete) as stopped:
+        second = build(app.settings)
+    try:
+        assert stopped
+        assert status_of(second, subject) == ("erasing", False)
+        assert has_key(second, subject)
+        assert_gone(second, subject, who, token)
+    finally:
+        second.close()
+
+    third = build(app.settings)
+    try:
+        assert status_of(third, subject) == ("erased", True)
+        assert not has_key(third, subject)
+        assert third.audit.verify().ok
+    finally:
+        third.close()
