@@ -113,6 +113,7 @@ def build(
         checkpoint_seconds=settings.checkpoint_seconds,
     )
     enforcer = Enforcer(decisions, audit)
+    api_keys = ApiKeys(transactions, policy, clock, audit)
     vault = VaultService(
         transactions=transactions,
         policy=policy,
@@ -120,7 +121,11 @@ def build(
         keys=DataKeys(KeyStore(keystore_db), key_wrapper or keys),
         index=keys.blind_index,
         clock=clock,
+        credentials=api_keys,
     )
+    # An erasure a crash or a key-store failure interrupted is finished before anything is
+    # served: its key destroyed, the subject marked erased (`vault.erasure`).
+    vault.finish_erasures()
     shown = notice_hash(policy)
     consents = ConsentService(
         transactions=transactions,
@@ -147,6 +152,6 @@ def build(
         consents=consents,
         guardians=guardians,
         recipients=RecipientRegistry(policy),
-        api_keys=ApiKeys(transactions, policy, clock, audit),
+        api_keys=api_keys,
         clock=clock,
     )

@@ -20,7 +20,7 @@ from sqlalchemy import Table, insert, select, update
 
 from piguard.audit.ports import AuditDraft, AuditSink
 from piguard.auth.tables import ApiKeyRow
-from piguard.db.uow import Transactions
+from piguard.db.uow import Transactions, UnitOfWork
 from piguard.kernel.clock import Clock
 from piguard.kernel.errors import InvalidInput, NotFound, Unauthenticated
 from piguard.kernel.ids import new_id
@@ -200,6 +200,26 @@ class ApiKeys:
             )
             uow.commit()
         return True
+
+    def revoke_subject_keys(self, uow: UnitOfWork, subject_id: str, *, actor: str) -> int:
+        """Revoke every unrevoked key bound to a subject, in the caller's transaction (an
+        erasure's: a cancelled account's key stops working when the erasure commits, never
+        before, never after), each audited as a revocation by `actor`. Returns how many."""
+        rows = uow.connection.execute(
+            select(_KEYS.c.id, _KEYS.c.role)
+            .where(_KEYS.c.subject_id == subject_id, _KEYS.c.revoked_at.is_(None))
+            .order_by(_KEYS.c.id)
+        ).all()
+        if not rows:
+            return 0
+        uow.connection.execute(
+            update(_KEYS)
+            .where(_KEYS.c.id.in_([r.id for r in rows]), _KEYS.c.revoked_at.is_(None))
+            .values(revoked_at=self._clock.now())
+        )
+        drafts = [self._draft(actor, "key_revoke", r.id, r.role, subject_id) for r in rows]
+        self._audit.append(uow, drafts)
+        return len(rows)
 
     def _info(self, row: Any) -> KeyInfo:
         role = self._policy.roles.get(row.role)

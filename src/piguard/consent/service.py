@@ -194,7 +194,7 @@ class ConsentService:
         detail: str = "",
     ) -> None:
         b = self._policy.bindings
-        state = self._vault.live_state(uow.connection, subject_id)
+        state = self._vault.live_state(uow.connection, subject_id, lock=write)
         req = DecisionRequest(action, actor, b.consent_purpose, (b.consent_category,), state)
         self._enforcer.require(req, subject_id, uow if write else None, detail=detail)
         if write:  # every later decision must see this change, in every process (R2)
