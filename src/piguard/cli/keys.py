@@ -117,6 +117,15 @@ def _local_keys_or_exit(settings: Settings) -> None:
         )
 
 
+def _unwritable(exc: OSError) -> PiguardError:
+    return PiguardError(
+        LocalText(
+            f"无法写入密钥文件或其所在目录（{exc.strerror}）",
+            f"cannot write the key file or its folder ({exc.strerror})",
+        )
+    )
+
+
 @app.command()
 def rotate(
     batch: Annotated[int, typer.Option(min=1, max=100_000)] = 500,
@@ -130,6 +139,8 @@ def rotate(
         report = _rotation(app_).rotate(operator(), batch)
     except PiguardError as exc:
         raise refuse(exc, bilingual=True) from None
+    except OSError as exc:
+        raise refuse(_unwritable(exc), bilingual=True) from None
     finally:
         app_.close()
     how = "finished an earlier rotation" if report.resumed else "rotated"
@@ -155,6 +166,8 @@ def retire(
         report = _rotation(app_).retire(operator(), batch)
     except PiguardError as exc:
         raise refuse(exc, bilingual=True) from None
+    except OSError as exc:
+        raise refuse(_unwritable(exc), bilingual=True) from None
     finally:
         app_.close()
     if not report.retired:

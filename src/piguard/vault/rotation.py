@@ -24,7 +24,7 @@ from pathlib import Path
 
 from piguard.audit.ports import AuditDraft, AuditSink
 from piguard.db.uow import Transactions
-from piguard.kernel.errors import Conflict
+from piguard.kernel.errors import Conflict, IntegrityError
 from piguard.kernel.text import LocalText
 from piguard.policy.model import Policy
 from piguard.vault.crypto import KeyMaterial, key_aad_for, load_or_create_key_file, write_key_file
@@ -57,7 +57,16 @@ class StillWrapped(Conflict):
 def key_file_lock(key_file: Path) -> Iterator[None]:
     """Hold the key file's rotation lock, or refuse at once: another rotate or retire runs."""
     lock = key_file.with_name(f".{key_file.name}.lock")
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise IntegrityError(
+            LocalText(
+                f"无法锁定密钥文件 {key_file}（{exc.strerror}）：其所在目录必须可写",
+                f"cannot lock the key file {key_file} ({exc.strerror}): its folder must be "
+                "writable to rotate or retire keys",
+            )
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

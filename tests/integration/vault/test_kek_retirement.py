@@ -374,3 +374,16 @@ def test_s2_the_data_key_cache_ages_by_the_injected_clock_and_distrusts_a_clock_
     clock.advance(timedelta(hours=-1))  # set back: the entry looks from the future
     keys.get("sub_cache")
     assert wrapper.unwraps == 2
+
+
+def test_s2_the_rotation_lock_does_not_follow_a_planted_symlink(
+    app: Piguard, settings: Settings, tmp_path: Path
+) -> None:
+    key_file = settings.resolved_key_file
+    target = tmp_path / "elsewhere"
+    key_file.with_name(f".{key_file.name}.lock").symlink_to(target)
+    before = key_file.read_bytes()
+    with pytest.raises(IntegrityError, match="cannot lock the key file"):
+        rotate(key_file, _store(app))
+    assert not target.exists()
+    assert key_file.read_bytes() == before
