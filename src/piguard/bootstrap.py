@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from piguard.audit.log import AuditLog
+from piguard.audit.witness import DirectoryWitness, HttpWitness, Witness
 from piguard.auth.service import ApiKeys
 from piguard.consent.guardians import GuardianService
 from piguard.consent.service import ConsentService
@@ -72,6 +73,15 @@ def _local_wrapper(settings: Settings, keys: KeyMaterial) -> KeyWrapper:
     if settings.master_key is not None:
         return keys
     return KeyFileWrapper(settings.resolved_key_file, keys)
+
+
+def make_witness(settings: Settings) -> Witness | None:
+    """The witness the settings name (`PIGUARD_AUDIT_WITNESS`), or None."""
+    if settings.witness_url is not None and settings.audit_witness_token is not None:
+        return HttpWitness(settings.witness_url, settings.audit_witness_token.get_secret_value())
+    if settings.witness_folder is not None:
+        return DirectoryWitness(settings.witness_folder)
+    return None
 
 
 def notice_hash(policy: Policy) -> str:

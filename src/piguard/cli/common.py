@@ -36,7 +36,12 @@ def refuse(exc: PiguardError, *, bilingual: bool = False) -> typer.Exit:
     `bilingual`, in Chinese then English (an operator's instruction, such as `keys retire`)."""
     if bilingual:
         _say(exc.message.zh)
-    _say(exc.message.en)
+    return fail(exc.message.en)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print a message that stops a command and the exit to raise."""
+    _say(message)
     return typer.Exit(2)
 
 
