@@ -30,6 +30,7 @@ from piguard.policy.notice import build_notice, render_markdown
 from piguard.settings import Settings
 from piguard.sharing.registry import RecipientRegistry
 from piguard.vault.crypto import KeyMaterial, load_or_create_key_file
+from piguard.vault.keyfile import KeyFileWrapper
 from piguard.vault.keys import DataKeys, KeyWrapper
 from piguard.vault.keystore import KeyStore, open_keystore
 from piguard.vault.service import VaultService
@@ -65,6 +66,13 @@ def load_keys(settings: Settings) -> KeyMaterial:
     if settings.master_key is not None:
         return KeyMaterial.from_master_key(settings.master_key.get_secret_value())
     return load_or_create_key_file(settings.resolved_key_file)
+
+
+def _local_wrapper(settings: Settings, keys: KeyMaterial) -> KeyWrapper:
+    """The master key's KEK, or the key file's, followed as `keys rotate` and `retire` change it."""
+    if settings.master_key is not None:
+        return keys
+    return KeyFileWrapper(settings.resolved_key_file, keys)
 
 
 def make_witness(settings: Settings) -> Witness | None:
@@ -118,7 +126,7 @@ def build(
         transactions=transactions,
         policy=policy,
         enforcer=enforcer,
-        keys=DataKeys(KeyStore(keystore_db), key_wrapper or keys),
+        keys=DataKeys(KeyStore(keystore_db), key_wrapper or _local_wrapper(settings, keys), clock),
         index=keys.blind_index,
         clock=clock,
         credentials=api_keys,
