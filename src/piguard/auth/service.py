@@ -27,6 +27,7 @@ from piguard.kernel.ids import new_id
 from piguard.kernel.text import LocalText
 from piguard.policy.decision import Actor
 from piguard.policy.model import ActorKind, Policy
+from piguard.vault.repository import VaultRepository, no_such_subject
 
 _PREFIX = "pgk"
 _KEYS = cast(Table, ApiKeyRow.__table__)
@@ -130,6 +131,8 @@ class ApiKeys:
         now = self._clock.now()
         expires = now + timedelta(days=lifetime)
         with self._tx.write() as uow:
+            if subject_id is not None:
+                _require_live_subject(uow, subject_id)
             uow.connection.execute(
                 insert(_KEYS),
                 {
@@ -272,3 +275,11 @@ def _unauthenticated() -> Unauthenticated:
     return Unauthenticated(
         LocalText("缺少或无效的 API 密钥", "missing or invalid API key"), field="Authorization"
     )
+
+
+def _require_live_subject(uow: UnitOfWork, subject_id: str) -> None:
+    """A subject key only for a subject that exists and is not erased or being erased (R4): the
+    row is locked, so an erasure cannot slip in between this check and the key's insert."""
+    status = VaultRepository(uow.connection).subject_status(subject_id, lock=True)
+    if status is None or status.gone:
+        raise no_such_subject()
