@@ -39,6 +39,7 @@ ENTRY_POINTS: Final = (
     ("piguard.policy.decide", "DecisionEngine"),
     ("piguard.vault.service", "VaultService"),
     ("piguard.vault.rotation", "rotate"),
+    ("piguard.vault.rotation", "retire"),
     ("piguard.consent.service", "ConsentService"),
     ("piguard.auth.service", "ApiKeys"),
     ("piguard.audit.log", "AuditLog"),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from piguard.audit.log import AuditLog
+from piguard.audit.witness import DirectoryWitness, HttpWitness, Witness
 from piguard.auth.service import ApiKeys
 from piguard.consent.guardians import GuardianService
 from piguard.consent.service import ConsentService
@@ -29,6 +30,7 @@ from piguard.policy.notice import build_notice, render_markdown
 from piguard.settings import Settings
 from piguard.sharing.registry import RecipientRegistry
 from piguard.vault.crypto import KeyMaterial, load_or_create_key_file
+from piguard.vault.keyfile import KeyFileWrapper
 from piguard.vault.keys import DataKeys, KeyWrapper
 from piguard.vault.keystore import KeyStore, open_keystore
 from piguard.vault.service import VaultService
@@ -64,6 +66,22 @@ def load_keys(settings: Settings) -> KeyMaterial:
     if settings.master_key is not None:
         return KeyMaterial.from_master_key(settings.master_key.get_secret_value())
     return load_or_create_key_file(settings.resolved_key_file)
+
+
+def _local_wrapper(settings: Settings, keys: KeyMaterial) -> KeyWrapper:
+    """The master key's KEK, or the key file's, followed as `keys rotate` and `retire` change it."""
+    if settings.master_key is not None:
+        return keys
+    return KeyFileWrapper(settings.resolved_key_file, keys)
+
+
+def make_witness(settings: Settings) -> Witness | None:
+    """The witness the settings name (`PIGUARD_AUDIT_WITNESS`), or None."""
+    if settings.witness_url is not None and settings.audit_witness_token is not None:
+        return HttpWitness(settings.witness_url, settings.audit_witness_token.get_secret_value())
+    if settings.witness_folder is not None:
+        return DirectoryWitness(settings.witness_folder)
+    return None
 
 
 def notice_hash(policy: Policy) -> str:
@@ -104,14 +122,19 @@ def build(
         checkpoint_seconds=settings.checkpoint_seconds,
     )
     enforcer = Enforcer(decisions, audit)
+    api_keys = ApiKeys(transactions, policy, clock, audit)
     vault = VaultService(
         transactions=transactions,
         policy=policy,
         enforcer=enforcer,
-        keys=DataKeys(KeyStore(keystore_db), key_wrapper or keys),
+        keys=DataKeys(KeyStore(keystore_db), key_wrapper or _local_wrapper(settings, keys), clock),
         index=keys.blind_index,
         clock=clock,
+        credentials=api_keys,
     )
+    # An erasure a crash or a key-store failure interrupted is finished before anything is
+    # served: its key destroyed, the subject marked erased (`vault.erasure`).
+    vault.finish_erasures()
     shown = notice_hash(policy)
     consents = ConsentService(
         transactions=transactions,
@@ -138,6 +161,6 @@ def build(
         consents=consents,
         guardians=guardians,
         recipients=RecipientRegistry(policy),
-        api_keys=ApiKeys(transactions, policy, clock, audit),
+        api_keys=api_keys,
         clock=clock,
     )

@@ -51,3 +51,24 @@ def private_file(path: Path) -> None:
     except FileExistsError:
         return
     os.close(fd)
+
+
+def append_durably(path: Path, data: bytes) -> None:
+    """Append `data` to a private file with one O_APPEND write and fsync it (its folder too when
+    the file is new), so concurrent writers' lines never interleave and a crash keeps whole lines.
+    """
+    private_dir(path.parent)
+    created = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        if os.write(fd, data) != len(data):
+            raise OSError(f"short write to {path}")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created and os.name == "posix":
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

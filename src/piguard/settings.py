@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,12 +44,15 @@ class Settings(BaseSettings):
     checkpoint_seconds: float = Field(default=1.0, gt=0, le=3600)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     log_level: str = "INFO"
+    audit_witness: str | None = None
+    audit_witness_token: SecretStr | None = None
 
     @model_validator(mode="after")
     def _fail_closed(self) -> Settings:
         self._check_key()
         self._check_databases()
         self._check_folders()
+        self._check_witness()
         return self
 
     def _check_key(self) -> None:
@@ -109,8 +113,64 @@ class Settings(BaseSettings):
                     "a folder not writable by its group or others, e.g. mode 0700",
                 )
 
+    def _check_witness(self) -> None:
+        # A witness inside var/ would be copied, deleted or rewritten with it: no witness at all.
+        if self.witness_url is not None:
+            self._check_witness_url(self.witness_url)
+            return
+        folder = self.witness_folder
+        if folder is None:
+            return
+        if not folder.is_absolute():
+            raise _refuse(
+                f"{_WITNESS} must be an absolute folder or an http(s) URL",
+                _WITNESS,
+                _WITNESS_ALLOWED,
+            )
+        var = self.var_dir.resolve()
+        if folder.resolve() == var or folder.resolve().is_relative_to(var):
+            raise _refuse(
+                f"{_WITNESS} ({folder}) lies inside PIGUARD_VAR_DIR ({var}); whoever holds var/ "
+                "could rewrite it with the log",
+                _WITNESS,
+                _WITNESS_ALLOWED,
+            )
+
+    def _check_witness_url(self, url: str) -> None:
+        parsed = urlsplit(url)
+        host = (parsed.hostname or "").lower()
+        if parsed.scheme not in ("http", "https") or not host or parsed.query or parsed.fragment:
+            raise _refuse(f"{_WITNESS} is not a witness URL", _WITNESS, _WITNESS_ALLOWED)
+        if parsed.scheme == "http" and host not in _LOCAL_HOSTS:
+            raise _refuse(
+                f"{_WITNESS} uses plain http to another host: the token would travel in clear",
+                _WITNESS,
+                "https://, or http:// to this machine (127.0.0.1, localhost, ::1)",
+            )
+        token = self.audit_witness_token
+        if token is None or len(token.get_secret_value().strip()) < 32:
+            raise _refuse(
+                "PIGUARD_AUDIT_WITNESS_TOKEN is missing or shorter than 32 characters",
+                "PIGUARD_AUDIT_WITNESS_TOKEN",
+                "the witness service's token (its --token-file)",
+            )
+
+    @property
+    def witness_url(self) -> str | None:
+        """The witness service's URL, when the witness is one."""
+        value = (self.audit_witness or "").strip()
+        return value if value.startswith(("http://", "https://")) else None
+
+    @property
+    def witness_folder(self) -> Path | None:
+        """The witness folder, when the witness is one."""
+        value = (self.audit_witness or "").strip()
+        return Path(value) if value and self.witness_url is None else None
+
     def _folders(self) -> list[tuple[Path, str]]:
         folders = [(self.var_dir, "PIGUARD_VAR_DIR")]
+        if self.witness_folder is not None:
+            folders.append((self.witness_folder, _WITNESS))
         if self.master_key is None:
             folders.append((self.resolved_key_file.parent, "PIGUARD_KEY_FILE"))
         for url, name in (
@@ -140,6 +200,11 @@ class Settings(BaseSettings):
 
 
 _KEY = "PIGUARD_MASTER_KEY"
+_WITNESS = "PIGUARD_AUDIT_WITNESS"
+_WITNESS_ALLOWED = (
+    "an absolute folder outside var/ (another volume or owner), or the URL of a witness service "
+    "(https://host/v1/logs/<log id>/checkpoints)"
+)
 _LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1"})
 _DEFAULT_PORTS = {"postgresql": 5432}
 

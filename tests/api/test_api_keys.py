@@ -15,6 +15,7 @@ from sqlalchemy import update
 
 from piguard.auth.tables import ApiKeyRow
 from piguard.kernel.clock import FixedClock
+from piguard.kernel.errors import NotFound
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -171,3 +172,23 @@ def test_s2_the_keys_table_never_holds_a_token(api: Api) -> None:
     issued = api.piguard.api_keys.create("auditor", "stored")
     raw = (api.var_dir / "piguard.db").read_bytes()
     assert issued.token.partition(".")[2].encode() not in raw
+
+
+def test_r4_no_subject_key_for_an_unknown_or_erased_subject(api: Api, http: httpx.Client) -> None:
+    before, ghost = api.audit_head(), "sub_" + "0" * 32
+    with pytest.raises(NotFound):
+        api.piguard.api_keys.create("subject", "ghost", ghost)
+    subject = api.register(new_person())
+    officer = _officer(api)
+    erased = http.delete(f"/v1/subjects/{subject}", headers={"Authorization": f"Bearer {officer}"})
+    assert erased.status_code == 204
+    keys_before = len(api.piguard.api_keys.list_keys())
+    with pytest.raises(NotFound):
+        api.piguard.api_keys.create("subject", "after erasure", subject)
+    assert len(api.piguard.api_keys.list_keys()) == keys_before  # nothing issued, nothing half-done
+    issued = [
+        r
+        for r in api.records_since(before, key_events=True)
+        if r["action"] == "key_issue" and r["subject"] in (ghost, subject)
+    ]
+    assert issued == []

@@ -16,6 +16,7 @@ from api_support import (
     mobile,
     new_person,
 )
+from sqlalchemy import event
 
 from piguard.client import PiguardApiError
 
@@ -142,12 +143,14 @@ def test_r4_erasure_shreds_the_subject(api: Api, person: Person) -> None:
 
     me.erase(subject_id)
 
-    for client in (me, api.as_role("customer_service_agent")):
+    # Staff find no such subject; the subject's own key was revoked with the erasure (S2).
+    agent = api.as_role("customer_service_agent")
+    for client, status in ((agent, 404), (me, 401)):
         with pytest.raises(PiguardApiError) as caught:
             client.read(subject_id, "self_service", [NAME])
-        assert caught.value.status == 404
+        assert caught.value.status == status
     with pytest.raises(PiguardApiError) as again:
-        me.erase(subject_id)
+        api.as_role("privacy_officer").erase(subject_id)
     assert again.value.status == 404
     assert held["data_keys"] == 1
     assert held["blind_indexes"] >= 2  # ID number and phone
@@ -206,3 +209,33 @@ def test_sh4_a_legal_request_is_read_over_http_only_with_its_case_reference(
     assert (odd.value.status, odd.value.field) == (422, "query.case_reference")
     assert answer["decision"]["effect"] == "allow"
     assert _shown(answer)[NAME] == person.name
+
+
+def test_r4_s2_an_erasure_whose_key_store_fails_answers_503_and_the_subject_is_gone(
+    api: Api, person: Person
+) -> None:
+    subject_id = api.register(person)
+    me = api.as_subject(subject_id)
+    store = api.piguard.keystore_db
+
+    def refuse(_conn: object, _cur: object, sql: str, *_rest: object) -> None:
+        if sql.lstrip().upper().startswith("DELETE FROM DATA_KEYS"):
+            raise RuntimeError("key store down")
+
+    event.listen(store, "before_cursor_execute", refuse)
+    try:
+        with pytest.raises(PiguardApiError) as caught:
+            me.erase(subject_id)
+    finally:
+        event.remove(store, "before_cursor_execute", refuse)
+
+    error = caught.value
+    assert (error.status, error.code) == (503, "erasure_incomplete")
+    assert "next start" in error.message_en
+    assert "下次启动" in error.message_zh
+    with pytest.raises(PiguardApiError) as read:
+        api.as_role("customer_service_agent").read(subject_id, "self_service", [NAME])
+    assert read.value.status == 404
+    assert api.held_for(subject_id)["data_keys"] == 1  # destroyed at the next start
+    assert api.piguard.vault.finish_erasures() == 1
+    assert api.held_for(subject_id)["data_keys"] == 0

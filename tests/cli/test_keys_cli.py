@@ -6,7 +6,9 @@ the token. `piguard demo` restarted mints no further live demo keys."""
 
 from __future__ import annotations
 
+import base64
 import re
+import secrets
 import sqlite3
 import subprocess
 import sys
@@ -22,7 +24,9 @@ from piguard.settings import Settings
 SOURCES = str(Path(piguard.__file__).resolve().parents[1])
 
 
-def run(var_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run(
+    var_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - our own CLI with fixed arguments
         [sys.executable, "-m", "piguard.cli.main", *args],
         capture_output=True,
@@ -37,6 +41,7 @@ def run(var_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
             "PIGUARD_VAR_DIR": str(var_dir),
             "USER": "operator1",
             "LOGNAME": "operator1",
+            **(env or {}),
         },
     )
 
@@ -124,3 +129,30 @@ def _live_demo_keys(var_dir: Path) -> set[str]:
         }
     finally:
         app_.close()
+
+
+@pytest.mark.parametrize("command", ["rotate", "retire"])
+def test_s2_keys_from_the_master_key_are_not_rotated_or_retired_here(
+    var_dir: Path, command: str
+) -> None:
+    master = base64.b64encode(secrets.token_bytes(32)).decode()
+    answer = run(var_dir, "keys", command, env={"PIGUARD_MASTER_KEY": master})
+    assert answer.returncode == 2
+    assert "PIGUARD_MASTER_KEY" in answer.stderr
+    assert "rotate them in the key manager" in answer.stderr
+    assert "请在密钥管理系统中轮换" in answer.stderr
+    assert "Traceback" not in answer.stderr
+    assert not (var_dir / "keys.json").exists()
+
+
+def test_s2_retire_with_nothing_retired_changes_nothing(var_dir: Path) -> None:
+    first = run(var_dir, "keys", "retire")
+    assert first.returncode == 0, first.stderr
+    assert "nothing to retire" in first.stdout
+    before = (var_dir / "keys.json").read_bytes()
+    again = run(var_dir, "keys", "retire")
+    assert again.returncode == 0, again.stderr
+    assert (var_dir / "keys.json").read_bytes() == before
+    assert [r[1:] for r in _records(var_dir) if r[1] == "kek_retire"] == [
+        ("kek_retire", "kek_retire:retired:none")
+    ] * 2

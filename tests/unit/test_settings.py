@@ -464,3 +464,68 @@ def test_s2_cli_demo_with_a_var_dir_others_can_write_in_exits_with_a_message(
     assert f"PIGUARD_VAR_DIR: folder var has mode {mode:04o}" in message
     assert "allowed: a folder only its owner can write to (e.g. chmod 700 var)" in message
     assert list(var.iterdir()) == []
+
+
+# --- the audit witness (S2): outside var/, and never a token in clear over the network ---------
+
+_WITNESS_TOKEN = "w" * 40
+
+
+def test_s2_a_witness_folder_outside_var_is_accepted(tmp_path: Path) -> None:
+    settings = Settings(dev=True, var_dir=tmp_path / "var", audit_witness=str(tmp_path / "w"))
+    assert settings.witness_folder == tmp_path / "w"
+    assert settings.witness_url is None
+
+
+@pytest.mark.parametrize("inside", ["var", "var/witness", "var/../var/w"])
+def test_s2_a_witness_folder_inside_var_refuses(tmp_path: Path, inside: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        Settings(dev=True, var_dir=tmp_path / "var", audit_witness=str(tmp_path / inside))
+    assert "inside PIGUARD_VAR_DIR" in _refusal(caught, "PIGUARD_AUDIT_WITNESS")
+
+
+def test_s2_a_relative_witness_folder_refuses(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        Settings(dev=True, var_dir=tmp_path / "var", audit_witness="witness")
+    assert "absolute" in _refusal(caught, "PIGUARD_AUDIT_WITNESS")
+
+
+def test_s2_a_witness_folder_others_can_write_in_refuses(tmp_path: Path) -> None:
+    folder = tmp_path / "w"
+    folder.mkdir(mode=0o700)
+    folder.chmod(0o777)
+    with pytest.raises(InvalidInput) as caught:
+        Settings(dev=True, var_dir=tmp_path / "var", audit_witness=str(folder))
+    assert "0777" in _refusal(caught, "PIGUARD_AUDIT_WITNESS")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://witness.example.org/v1/logs/pay/checkpoints",
+        "http://127.0.0.1:8700/v1/logs/pay/checkpoints",
+    ],
+)
+def test_s2_a_witness_service_with_a_token_is_accepted(url: str) -> None:
+    settings = Settings(dev=True, audit_witness=url, audit_witness_token=_WITNESS_TOKEN)
+    assert settings.witness_url == url
+    assert _WITNESS_TOKEN not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("url", "token", "says"),
+    [
+        ("http://witness.example.org/v1/logs/pay/checkpoints", _WITNESS_TOKEN, "plain http"),
+        ("https://witness.example.org/x", None, "TOKEN is missing"),
+        ("https://witness.example.org/x", "short", "TOKEN is missing"),
+        ("https:///no-host", _WITNESS_TOKEN, "not a witness URL"),
+        ("https://w.example.org/x?token=abc", _WITNESS_TOKEN, "not a witness URL"),
+    ],
+)
+def test_s2_an_unsafe_witness_service_setting_refuses(
+    url: str, token: str | None, says: str
+) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        Settings(dev=True, audit_witness=url, audit_witness_token=token)
+    field = "PIGUARD_AUDIT_WITNESS_TOKEN" if "TOKEN" in says else "PIGUARD_AUDIT_WITNESS"
+    assert says in _refusal(caught, field)

@@ -7,6 +7,8 @@ Signing comes in through `Signer`; this module never touches key material or `cr
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,3 +73,54 @@ def _invalid(field: str, allowed: str) -> InvalidInput:
         field=field,
         allowed=allowed,
     )
+
+
+# --- the line format: how a checkpoint is kept outside the database (file, witness) --------------
+
+LINE_FIELDS: Final = frozenset({"seq", "hash", "at", "signature", "key_id", "public_key"})
+MAX_LINE_BYTES: Final = 4096
+"""Longest checkpoint line accepted: a real one is under 400 bytes."""
+
+
+def encode_line(cp: Checkpoint, public_key: bytes) -> bytes:
+    """One line of a checkpoint file: sorted-key compact JSON, binary values base64, newline.
+
+    The `public_key` is informative: trust comes from the keys a verifier is given."""
+    body = {
+        "seq": cp.seq,
+        "hash": cp.hash,
+        "at": cp.at,
+        "signature": base64.b64encode(cp.signature).decode(),
+        "key_id": cp.key_id,
+        "public_key": base64.b64encode(public_key).decode(),
+    }
+    return (json.dumps(body, sort_keys=True, separators=(",", ":")) + "\n").encode()
+
+
+def decode_line(line: bytes) -> tuple[Checkpoint, bytes]:
+    """The checkpoint of one line and the public key it names; InvalidInput naming the field."""
+    if len(line) > MAX_LINE_BYTES:
+        raise _invalid("line", f"at most {MAX_LINE_BYTES} bytes")
+    try:
+        doc = json.loads(line)
+    except (ValueError, RecursionError):
+        raise _invalid("line", "one JSON object") from None
+    if not isinstance(doc, dict) or set(doc) != LINE_FIELDS:
+        raise _invalid("line", "a JSON object with exactly " + ", ".join(sorted(LINE_FIELDS)))
+    seq, at, key_id = doc["seq"], doc["at"], doc["key_id"]
+    if type(seq) is not int:
+        raise _invalid("seq", "an integer >= 1")
+    if not isinstance(at, str) or not isinstance(key_id, str) or not isinstance(doc["hash"], str):
+        raise _invalid("at", "text fields at, hash and key_id")
+    signature = _base64("signature", doc["signature"])
+    public_key = _base64("public_key", doc["public_key"])
+    return Checkpoint(seq, doc["hash"], at, signature, key_id), public_key
+
+
+def _base64(field: str, value: object) -> bytes:
+    try:
+        if not isinstance(value, str):
+            raise ValueError(field)
+        return base64.b64decode(value, validate=True)
+    except (ValueError, binascii.Error):
+        raise _invalid(field, "base64 text") from None

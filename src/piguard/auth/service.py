@@ -20,13 +20,14 @@ from sqlalchemy import Table, insert, select, update
 
 from piguard.audit.ports import AuditDraft, AuditSink
 from piguard.auth.tables import ApiKeyRow
-from piguard.db.uow import Transactions
+from piguard.db.uow import Transactions, UnitOfWork
 from piguard.kernel.clock import Clock
 from piguard.kernel.errors import InvalidInput, NotFound, Unauthenticated
 from piguard.kernel.ids import new_id
 from piguard.kernel.text import LocalText
 from piguard.policy.decision import Actor
 from piguard.policy.model import ActorKind, Policy
+from piguard.vault.repository import VaultRepository, no_such_subject
 
 _PREFIX = "pgk"
 _KEYS = cast(Table, ApiKeyRow.__table__)
@@ -130,6 +131,8 @@ class ApiKeys:
         now = self._clock.now()
         expires = now + timedelta(days=lifetime)
         with self._tx.write() as uow:
+            if subject_id is not None:
+                _require_live_subject(uow, subject_id)
             uow.connection.execute(
                 insert(_KEYS),
                 {
@@ -201,6 +204,26 @@ class ApiKeys:
             uow.commit()
         return True
 
+    def revoke_subject_keys(self, uow: UnitOfWork, subject_id: str, *, actor: str) -> int:
+        """Revoke every unrevoked key bound to a subject, in the caller's transaction (an
+        erasure's: a cancelled account's key stops working when the erasure commits, never
+        before, never after), each audited as a revocation by `actor`. Returns how many."""
+        rows = uow.connection.execute(
+            select(_KEYS.c.id, _KEYS.c.role)
+            .where(_KEYS.c.subject_id == subject_id, _KEYS.c.revoked_at.is_(None))
+            .order_by(_KEYS.c.id)
+        ).all()
+        if not rows:
+            return 0
+        uow.connection.execute(
+            update(_KEYS)
+            .where(_KEYS.c.id.in_([r.id for r in rows]), _KEYS.c.revoked_at.is_(None))
+            .values(revoked_at=self._clock.now())
+        )
+        drafts = [self._draft(actor, "key_revoke", r.id, r.role, subject_id) for r in rows]
+        self._audit.append(uow, drafts)
+        return len(rows)
+
     def _info(self, row: Any) -> KeyInfo:
         role = self._policy.roles.get(row.role)
         kind = role.kind if role is not None else ActorKind.SERVICE
@@ -252,3 +275,11 @@ def _unauthenticated() -> Unauthenticated:
     return Unauthenticated(
         LocalText("缺少或无效的 API 密钥", "missing or invalid API key"), field="Authorization"
     )
+
+
+def _require_live_subject(uow: UnitOfWork, subject_id: str) -> None:
+    """A subject key only for a subject that exists and is not erased or being erased (R4): the
+    row is locked, so an erasure cannot slip in between this check and the key's insert."""
+    status = VaultRepository(uow.connection).subject_status(subject_id, lock=True)
+    if status is None or status.gone:
+        raise no_such_subject()

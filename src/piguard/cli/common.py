@@ -31,9 +31,17 @@ def settings_or_exit(**overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
-def refuse(exc: PiguardError) -> typer.Exit:
-    """Print a refusal of the service (unknown role, unknown key) and the exit to raise."""
-    _say(exc.message.en)
+def refuse(exc: PiguardError, *, bilingual: bool = False) -> typer.Exit:
+    """Print a refusal of the service (unknown role, unknown key) and the exit to raise; with
+    `bilingual`, in Chinese then English (an operator's instruction, such as `keys retire`)."""
+    if bilingual:
+        _say(exc.message.zh)
+    return fail(exc.message.en)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print a message that stops a command and the exit to raise."""
+    _say(message)
     return typer.Exit(2)
 
 

@@ -1,4 +1,4 @@
-"""`piguard keys ...`: API keys for roles, and key-encryption-key rotation."""
+"""`piguard keys ...`: API keys for roles, and key-encryption-key rotation and retirement."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ from rich.console import Console
 from rich.table import Table
 
 from piguard.auth.service import MAX_DAYS
+from piguard.bootstrap import Piguard
 from piguard.cli.common import build_or_exit, refuse, settings_or_exit
 from piguard.kernel.errors import PiguardError
+from piguard.kernel.text import LocalText
+from piguard.settings import Settings
 from piguard.vault.keystore import KeyStore
-from piguard.vault.rotation import rotate as rotate_keys
+from piguard.vault.rotation import KekRotation
 
-app = typer.Typer(help="API keys and key rotation.", no_args_is_help=True)
+app = typer.Typer(help="API keys, key rotation and retirement.", no_args_is_help=True)
 console = Console()
 
 
@@ -90,21 +93,88 @@ def revoke(key_id: Annotated[str, typer.Argument(help="The key's id, from `keys 
     console.print(f"key {key_id} " + ("revoked" if changed else "was already revoked"))
 
 
+def _rotation(app_: Piguard) -> KekRotation:
+    return KekRotation(
+        app_.settings.resolved_key_file,
+        KeyStore(app_.keystore_db),
+        app_.transactions,
+        app_.audit,
+        app_.policy,
+    )
+
+
+def _local_keys_or_exit(settings: Settings) -> None:
+    if settings.master_key is not None:
+        raise refuse(
+            PiguardError(
+                LocalText(
+                    "密钥来自 PIGUARD_MASTER_KEY，没有可轮换的密钥文件：请在密钥管理系统中轮换",
+                    "keys come from PIGUARD_MASTER_KEY, not a key file: rotate them in the key "
+                    "manager",
+                )
+            ),
+            bilingual=True,
+        )
+
+
+def _unwritable(exc: OSError) -> PiguardError:
+    return PiguardError(
+        LocalText(
+            f"无法写入密钥文件或其所在目录（{exc.strerror}）",
+            f"cannot write the key file or its folder ({exc.strerror})",
+        )
+    )
+
+
 @app.command()
 def rotate(
     batch: Annotated[int, typer.Option(min=1, max=100_000)] = 500,
 ) -> None:
-    """Re-wrap every data key under a new key-encryption key; safe to interrupt and re-run."""
+    """Add a new key-encryption key and re-wrap every data key under it; the old KEK stays
+    (retired) until `keys retire`. Safe to interrupt and re-run; audited."""
     settings = settings_or_exit()
-    if settings.master_key is not None:
-        console.print(
-            "[red]keys come from PIGUARD_MASTER_KEY: rotate them in the key manager[/red]"
-        )
-        raise typer.Exit(2)
+    _local_keys_or_exit(settings)
     app_ = build_or_exit(settings)
     try:
-        report = rotate_keys(settings.resolved_key_file, KeyStore(app_.keystore_db), batch)
+        report = _rotation(app_).rotate(operator(), batch)
+    except PiguardError as exc:
+        raise refuse(exc, bilingual=True) from None
+    except OSError as exc:
+        raise refuse(_unwritable(exc), bilingual=True) from None
     finally:
         app_.close()
-    how = "resumed" if report.resumed else "done"
-    console.print(f"rotation {how}: {report.rewrapped} data keys now under KEK {report.kek_id}")
+    how = "finished an earlier rotation" if report.resumed else "rotated"
+    console.print(f"{how}: {report.rewrapped} data keys re-wrapped; KEK {report.kek_id} is current")
+    console.print(
+        f"retired, still in the key file: {', '.join(report.retired)}. Once every server has "
+        "picked up the new key (within seconds), run `piguard keys retire`: until then a "
+        "key-store backup from before this rotation still opens with this key file.",
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def retire(
+    batch: Annotated[int, typer.Option(min=1, max=100_000)] = 500,
+) -> None:
+    """Drop retired key-encryption keys from the key file; refused while a data key needs one.
+    Afterwards no key-store backup from before the rotation opens with this key file; audited."""
+    settings = settings_or_exit()
+    _local_keys_or_exit(settings)
+    app_ = build_or_exit(settings)
+    try:
+        report = _rotation(app_).retire(operator(), batch)
+    except PiguardError as exc:
+        raise refuse(exc, bilingual=True) from None
+    except OSError as exc:
+        raise refuse(_unwritable(exc), bilingual=True) from None
+    finally:
+        app_.close()
+    if not report.retired:
+        console.print(f"nothing to retire: KEK {report.kek_id} is the only one in the key file")
+        return
+    console.print(
+        f"retired KEK {', '.join(report.retired)}; KEK {report.kek_id} is the only one left"
+        + (f" ({report.rewrapped} keys stored meanwhile re-wrapped)" if report.rewrapped else ""),
+        soft_wrap=True,
+    )

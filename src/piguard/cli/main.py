@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from piguard.cli import audit, keys, policy, serve
+from piguard.cli import audit, keys, policy, serve, witness
 
 app = typer.Typer(
     name="piguard",
@@ -15,6 +15,7 @@ app = typer.Typer(
 app.add_typer(policy.app, name="policy")
 app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
+app.add_typer(witness.app, name="witness")
 app.command("serve")(serve.serve)
 app.command("demo")(serve.demo)
 

@@ -19,7 +19,8 @@ from piguard.kernel.errors import Denied, InvalidInput
 from piguard.kernel.text import LocalText
 from piguard.policy.decision import Actor
 from piguard.policy.model import ActorKind, ConsentType, Policy
-from piguard.vault.service import VaultService, WardLink, no_such_subject
+from piguard.vault.repository import no_such_subject
+from piguard.vault.service import VaultService, WardLink
 
 RELATIONS: Final = frozenset({"parent", "legal_guardian"})
 

@@ -188,7 +188,7 @@ class ConsentService:
     def _check(self, uow: UnitOfWork, actor: Actor, subject_id: str, detail: str = "") -> None:
         """Decide a change, audited in its transaction."""
         b = self._policy.bindings
-        state = self._vault.live_state(uow.connection, subject_id)
+        state = self._vault.live_state(uow.connection, subject_id, lock=True)
         req = DecisionRequest(Action.UPDATE, actor, b.consent_purpose, (b.consent_category,), state)
         self._enforcer.require(req, subject_id, uow, detail=detail)
         # Every later decision must see this change, in every process (R2).

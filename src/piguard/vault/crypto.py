@@ -14,7 +14,7 @@ import json
 import os
 import secrets
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Final, NoReturn
@@ -435,7 +435,7 @@ class KeyMaterial:
         )
 
     def kek_for(self, key_id: str) -> KeyEncryptionKey:
-        for kek in (self.kek, *self.retired_keks):
+        for kek in self.kek_chain():
             if kek.key_id == key_id:
                 return kek
         raise IntegrityError(
@@ -461,13 +461,15 @@ class KeyMaterial:
 
     def rotated(self) -> KeyMaterial:
         """A new current KEK; the old one is kept (retired) to unwrap existing data keys."""
-        return KeyMaterial(
-            KeyEncryptionKey.generate(),
-            self.blind_index,
-            self.chain_key,
-            self.signer,
-            (self.kek, *self.retired_keks),
-        )
+        return replace(self, kek=KeyEncryptionKey.generate(), retired_keks=self.kek_chain())
+
+    def kek_chain(self) -> tuple[KeyEncryptionKey, ...]:
+        """Every KEK this material unwraps with: the current one first, then the retired ones."""
+        return (self.kek, *self.retired_keks)
+
+    def without_retired(self) -> KeyMaterial:
+        """The same keys with the retired KEKs dropped: what `piguard keys retire` writes."""
+        return replace(self, retired_keks=())
 
 
 # --- the local key file (the embedded default; production takes keys from a KMS) ---------------
@@ -534,6 +536,12 @@ def _dump(material: KeyMaterial) -> bytes:
         "retired_keks": [base64.b64encode(k._key).decode() for k in material.retired_keks],
     }
     return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def read_key_file(path: Path) -> KeyMaterial:
+    """Load an existing key file (FileNotFoundError if there is none), with the same checks as
+    `load_or_create_key_file`: for a running process that follows a rotation."""
+    return _read_key_file(path)
 
 
 def _read_key_file(path: Path) -> KeyMaterial:

@@ -3,15 +3,19 @@
 Wrapping goes through the `KeyWrapper` port: the local key-encryption key (key file or master
 key, `crypto.KeyMaterial`) by default, a KMS adapter in production. Unwrapped keys are cached
 briefly in memory: a read then costs no key-store or KMS round trip. Erasing in this process
-evicts at once; other processes drop the key when its cache entry ages out.
+evicts at once; other processes drop the key when its cache entry ages out (by the injected
+clock; an entry from the future, after the clock was set back, counts as aged out).
+A wrapper that can tell whether a KEK was retired (`RetiringWrapper`, the local key file) is
+asked after each new key is stored, so a retire that ran meanwhile cannot strand that key.
 """
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from piguard.kernel.clock import Clock, SystemClock
 from piguard.kernel.errors import IntegrityError
 from piguard.kernel.text import LocalText
 from piguard.vault.crypto import DataKey, key_aad_for
@@ -43,24 +47,52 @@ class KeyWrapper(Protocol):
         ...
 
 
-class DataKeys:
-    """The vault's view of per-subject data keys."""
+@runtime_checkable
+class RetiringWrapper(Protocol):
+    """A `KeyWrapper` whose old keys can be retired while this process runs (the key file)."""
 
-    def __init__(self, store: KeyStore, wrapper: KeyWrapper) -> None:
+    def still_holds(self, key_id: str) -> bool:
+        """Whether `key_id` can still unwrap (checked now, not from a stale copy)."""
+        ...
+
+
+class DataKeys:
+    """The vault's view of per-subject data keys.
+
+    Invariant: the `kek_id` stored beside a wrapped key is never newer than the KEK that wrapped
+    it (it is read before wrapping), so rotation and retirement never skip a key.
+    """
+
+    def __init__(
+        self,
+        store: KeyStore,
+        wrapper: KeyWrapper,
+        clock: Clock | None = None,
+        *,
+        cache_seconds: float = _CACHE_SECONDS,
+    ) -> None:
         self.store = store
         self.wrapper = wrapper
-        self._cache: OrderedDict[str, tuple[float, DataKey]] = OrderedDict()
+        self._clock = clock or SystemClock()
+        self._cache_seconds = cache_seconds
+        self._cache: OrderedDict[str, tuple[datetime, DataKey]] = OrderedDict()
 
     def create(self, subject_id: str) -> DataKey:
         key = DataKey.generate()
-        wrapped = self.wrapper.wrap(key, key_aad_for(subject_id))
-        self.store.put(subject_id, wrapped, self.wrapper.key_id)
+        aad = key_aad_for(subject_id)
+        kek_id = self.wrapper.key_id
+        self.store.put(subject_id, self.wrapper.wrap(key, aad), kek_id)
+        if isinstance(self.wrapper, RetiringWrapper) and not self.wrapper.still_holds(kek_id):
+            # A retire ran between wrapping and storing: wrap again under the newest KEK (the
+            # retire re-wraps what it sees; what it could not see yet is ours to fix).
+            kek_id = self.wrapper.key_id
+            self.store.rewrap([(subject_id, self.wrapper.wrap(key, aad))], kek_id)
         self._remember(subject_id, key)
         return key
 
     def get(self, subject_id: str) -> DataKey:
         hit = self._cache.get(subject_id)
-        if hit is not None and time.monotonic() - hit[0] < _CACHE_SECONDS:
+        if hit is not None and 0 <= self._age(hit[0]) < self._cache_seconds:
             return hit[1]
         wrapped = self.store.get(subject_id)
         if wrapped is None:
@@ -75,8 +107,11 @@ class DataKeys:
         self._cache.pop(subject_id, None)
         self.store.destroy(subject_id)
 
+    def _age(self, since: datetime) -> float:
+        return (self._clock.now() - since).total_seconds()
+
     def _remember(self, subject_id: str, key: DataKey) -> None:
-        self._cache[subject_id] = (time.monotonic(), key)
+        self._cache[subject_id] = (self._clock.now(), key)
         self._cache.move_to_end(subject_id)
         while len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)

@@ -7,7 +7,7 @@ after which no copy of the main database can be decrypted for that subject (cryp
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import cast
 
 from sqlalchemy import (
@@ -86,6 +86,16 @@ class KeyStore:
                 .limit(batch)
             ).all()
         yield from ((sid, wrapped) for sid, wrapped in rows)
+
+    def wrapped_by_keks(self, kek_ids: Collection[str], batch: int) -> list[tuple[str, bytes]]:
+        """Keys still wrapped by one of `kek_ids`, a batch at a time (for retirement)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(_KEYS.c.subject_id, _KEYS.c.wrapped)
+                .where(_KEYS.c.kek_id.in_(list(kek_ids)))
+                .limit(batch)
+            ).all()
+        return [(sid, bytes(wrapped)) for sid, wrapped in rows]
 
     def rewrap(self, items: list[tuple[str, bytes]], kek_id: str) -> None:
         with self._engine.begin() as conn:

@@ -25,6 +25,8 @@ from sqlalchemy import (
     update,
 )
 
+from piguard.kernel.errors import NotFound
+from piguard.kernel.text import LocalText
 from piguard.vault.tables import BlindIndexRow, SubjectRow, ValueRow
 
 _SUBJECTS = cast(Table, SubjectRow.__table__)
@@ -35,6 +37,9 @@ _VALUE_COLUMNS = tuple(_VALUES.c)
 _SUBJECT_STATUS = select(_SUBJECTS.c.id, _SUBJECTS.c.status, _SUBJECTS.c.state_version).where(
     _SUBJECTS.c.id == bindparam("subject_id")
 )
+# For a write: the row stays locked until commit, so an erasure and a write of the same subject
+# take turns (PostgreSQL; SQLite writers are serialised anyway and render no FOR UPDATE).
+_SUBJECT_STATUS_LOCKED = _SUBJECT_STATUS.with_for_update()
 _INSERT_SUBJECT = insert(_SUBJECTS)
 _INSERT_VALUES = insert(_VALUES)
 _STATE_CHANGED = (
@@ -50,6 +55,14 @@ _INDEX_OWNER = select(_INDEXES.c.subject_id).where(
 _CATEGORY_COUNTS = 128
 
 
+# A subject's life: `erasing` is the tombstone an erasure commits before its key is destroyed
+# (`vault.erasure`); from then on the subject is gone for every path, as once `erased`.
+ACTIVE = "active"
+ERASING = "erasing"
+ERASED = "erased"
+GONE = frozenset({ERASING, ERASED})
+
+
 @dataclass(frozen=True, slots=True)
 class SubjectStatus:
     """What a decision keys a subject's snapshot on."""
@@ -57,6 +70,16 @@ class SubjectStatus:
     id: str
     status: str
     state_version: int
+
+    @property
+    def gone(self) -> bool:
+        """Erased, or being erased: no data of it is read or written any more."""
+        return self.status in GONE
+
+
+def no_such_subject() -> NotFound:
+    """Not found, erased and being erased look the same to every caller."""
+    return NotFound(LocalText("没有该主体", "no such subject"), field="subject_id")
 
 
 class VaultRepository:
@@ -68,10 +91,12 @@ class VaultRepository:
     # -- subjects --------------------------------------------------------------------------------
 
     def add_subject(self, subject_id: str, at: datetime) -> None:
-        self._c.execute(_INSERT_SUBJECT, {"id": subject_id, "status": "active", "created_at": at})
+        self._c.execute(_INSERT_SUBJECT, {"id": subject_id, "status": ACTIVE, "created_at": at})
 
-    def subject_status(self, subject_id: str) -> SubjectStatus | None:
-        row = self._c.execute(_SUBJECT_STATUS, {"subject_id": subject_id}).first()
+    def subject_status(self, subject_id: str, *, lock: bool = False) -> SubjectStatus | None:
+        """The subject's status; with `lock`, its row is locked until the transaction ends."""
+        stmt = _SUBJECT_STATUS_LOCKED if lock else _SUBJECT_STATUS
+        row = self._c.execute(stmt, {"subject_id": subject_id}).first()
         return SubjectStatus(*row) if row is not None else None
 
     def subject_with_values(
@@ -89,12 +114,28 @@ class VaultRepository:
         """Bump the subject's state version: cached decision snapshots of it are stale now."""
         self._c.execute(_STATE_CHANGED, {"subject_id": subject_id})
 
-    def mark_erased(self, subject_id: str, at: datetime) -> None:
-        self._c.execute(
+    def mark_erasing(self, subject_id: str) -> bool:
+        """Tombstone an active subject; False if it was not active (a concurrent erasure)."""
+        done = self._c.execute(
             update(_SUBJECTS)
-            .where(_SUBJECTS.c.id == subject_id)
-            .values(status="erased", erased_at=at, state_version=_SUBJECTS.c.state_version + 1)
+            .where(_SUBJECTS.c.id == subject_id, _SUBJECTS.c.status == ACTIVE)
+            .values(status=ERASING, state_version=_SUBJECTS.c.state_version + 1)
         )
+        return done.rowcount > 0
+
+    def mark_erased(self, subject_id: str, at: datetime) -> bool:
+        """Finish a tombstoned subject's erasure; False if it was not (or no longer) erasing."""
+        done = self._c.execute(
+            update(_SUBJECTS)
+            .where(_SUBJECTS.c.id == subject_id, _SUBJECTS.c.status == ERASING)
+            .values(status=ERASED, erased_at=at, state_version=_SUBJECTS.c.state_version + 1)
+        )
+        return done.rowcount > 0
+
+    def erasing(self) -> list[str]:
+        """Every tombstoned subject whose erasure has not finished (a partial index finds them)."""
+        stmt = select(_SUBJECTS.c.id).where(_SUBJECTS.c.status == ERASING).order_by(_SUBJECTS.c.id)
+        return list(self._c.scalars(stmt))
 
     # -- values ----------------------------------------------------------------------------------
 
@@ -132,7 +173,7 @@ class VaultRepository:
         return int(self._c.execute(stmt).rowcount)
 
     def purge_erased(self, batch: int) -> int:
-        erased = select(_SUBJECTS.c.id).where(_SUBJECTS.c.status == "erased")
+        erased = select(_SUBJECTS.c.id).where(_SUBJECTS.c.status == ERASED)
         doomed = select(_VALUES.c.id).where(_VALUES.c.subject_id.in_(erased)).limit(batch)
         ids = list(self._c.scalars(doomed))
         if ids:

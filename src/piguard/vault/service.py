@@ -17,7 +17,6 @@ from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
 from piguard.consent.model import ConsentEvent, ConsentEventKind, Guardianship
 from piguard.consent.repository import ConsentRepository
-from piguard.db.engine import is_sqlite, sqlite_maintenance
 from piguard.db.uow import Transactions
 from piguard.enforcement import Enforcer
 from piguard.kernel.clock import Clock
@@ -29,9 +28,10 @@ from piguard.policy import scopes
 from piguard.policy.decision import Actor, Decision, DecisionRequest, SubjectState
 from piguard.policy.model import Action, ConsentType, Policy, RetentionTrigger
 from piguard.vault.crypto import BlindIndex, DataKey, aad_for
+from piguard.vault.erasure import Erasures, SubjectCredentials
 from piguard.vault.identifiers import age_on, birth_date_from_resident_id
 from piguard.vault.keys import DataKeys
-from piguard.vault.repository import SubjectStatus, VaultRepository
+from piguard.vault.repository import SubjectStatus, VaultRepository, no_such_subject
 from piguard.vault.states import SubjectStates, birth_date_of
 from piguard.vault.validators import validate
 
@@ -82,6 +82,7 @@ class VaultService:
         keys: DataKeys,
         index: BlindIndex,
         clock: Clock,
+        credentials: SubjectCredentials | None = None,
     ) -> None:
         self._tx = transactions
         self._policy = policy
@@ -90,6 +91,15 @@ class VaultService:
         self._index = index
         self._clock = clock
         self._states = SubjectStates(policy, keys, clock)
+        self._erasures = Erasures(
+            transactions=transactions,
+            policy=policy,
+            enforcer=enforcer,
+            keys=keys,
+            clock=clock,
+            live_state=lambda c, s, lock: self.live_state(c, s, lock=lock),
+            credentials=credentials,
+        )
 
     # -- registration and collection (C1.1, C2.x) ----------------------------------------------
 
@@ -263,7 +273,7 @@ class VaultService:
         serves = serves or purpose
         with self._tx.write() as uow:
             repo = VaultRepository(uow.connection)
-            state = self.live_state(uow.connection, subject_id)
+            state = self.live_state(uow.connection, subject_id, lock=True)
             req = DecisionRequest(action, actor, purpose, tuple(clean), state, evidence=evidence)
             self._enforcer.require(req, subject_id, uow)
             purposes: tuple[str, ...] = (serves,)
@@ -279,25 +289,16 @@ class VaultService:
     # -- erasure (R3, R4, R5) -------------------------------------------------------------------
 
     def erase_subject(self, actor: Actor, subject_id: str, purpose: str | None = None) -> None:
-        """Crypto-shred a subject in constant time: destroy its data key, drop its indexes and
+        """Crypto-shred a subject in constant time (`vault.erasure`): tombstone it with the
+        decision, its API keys revoked and its indexes dropped, then destroy its data key, then
         mark it erased. Its own operation (R4 cancellation, R5), granted apart from any erase
         of one purpose's data; the decision covers every category the subject holds."""
         purpose = purpose or self._policy.bindings.self_service_purpose
-        with self._tx.write() as uow:
-            repo = VaultRepository(uow.connection)
-            state = self.live_state(uow.connection, subject_id)
-            held = repo.held_categories(subject_id)
-            req = DecisionRequest(Action.ERASE_SUBJECT, actor, purpose, held, state)
-            self._enforcer.require(req, subject_id, uow, detail="erase_subject")
-            # The key goes first: if anything below fails, the data is already unreadable.
-            self._keys.destroy(subject_id)
-            repo.delete_indexes(subject_id)
-            repo.mark_erased(subject_id, self._clock.now())
-            uow.commit()
-        if is_sqlite(self._tx.engine):
-            # Fold the WAL into the securely overwritten file: no old page keeps the subject's
-            # blind indexes (best effort while other connections read).
-            sqlite_maintenance(self._tx.engine, "PRAGMA wal_checkpoint(TRUNCATE)")
+        self._erasures.erase(actor, subject_id, purpose)
+
+    def finish_erasures(self) -> int:
+        """Finish the erasures a crash or a key-store failure interrupted (run at start-up)."""
+        return self._erasures.finish_interrupted()
 
     def purge_erased(self, batch: int = 10_000) -> int:
         """Delete up to `batch` unreadable values of erased subjects; returns how many."""
@@ -313,7 +314,7 @@ class VaultService:
         a value kept for another purpose, such as an ID scan kept for AML, stays, released
         only from the erased purposes. Returns how many values were erased or released."""
         with self._tx.write() as uow:
-            state = self.live_state(uow.connection, subject_id)
+            state = self.live_state(uow.connection, subject_id, lock=True)
             req = DecisionRequest(Action.ERASE, actor, purpose, categories, state)
             decision = self._enforcer.require(req, subject_id, uow)
             repo = VaultRepository(uow.connection)
@@ -380,10 +381,14 @@ class VaultService:
         with self._tx.read() as uow:
             return self.live_state(uow.connection, subject_id)
 
-    def live_state(self, connection: Connection, subject_id: str) -> SubjectState:
+    def live_state(
+        self, connection: Connection, subject_id: str, *, lock: bool = False
+    ) -> SubjectState:
         """The snapshot the engine needs (consents, settings, age, closure) of a subject that
-        exists and is not erased; NotFound otherwise."""
-        subject = _live(VaultRepository(connection).subject_status(subject_id))
+        exists and is neither erased nor being erased; NotFound otherwise. A write passes
+        `lock`: the subject's row stays locked to its commit, so a write that read it live
+        cannot land after an erasure's tombstone."""
+        subject = _live(VaultRepository(connection).subject_status(subject_id, lock=lock))
         return self._states.of(connection, subject)
 
     # -- helpers --------------------------------------------------------------------------------
@@ -486,13 +491,8 @@ class VaultService:
         )
 
 
-def no_such_subject() -> NotFound:
-    """Not found, and erased, look the same to every caller."""
-    return NotFound(LocalText("没有该主体", "no such subject"), field="subject_id")
-
-
 def _live(subject: SubjectStatus | None) -> SubjectStatus:
-    if subject is None or subject.status == "erased":
+    if subject is None or subject.gone:
         raise no_such_subject()
     return subject
 

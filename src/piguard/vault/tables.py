@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from piguard.db.base import Base, UtcDateTime
@@ -14,6 +14,16 @@ class SubjectRow(Base):
     """A data subject under a pseudonymous id; its data key lives in the key store, not here."""
 
     __tablename__ = "subjects"
+    # Start-up finds interrupted erasures through this partial index: it holds only the rows
+    # being erased, so it costs registrations nothing and start-up no scan of every subject.
+    __table_args__ = (
+        Index(
+            "ix_subjects_erasing",
+            "status",
+            sqlite_where=text("status = 'erasing'"),
+            postgresql_where=text("status = 'erasing'"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     status: Mapped[str] = mapped_column(String(16))

@@ -17,7 +17,7 @@ from piguard.auth.service import Caller
 from piguard.bootstrap import Piguard
 from piguard.kernel.errors import NotFound, Unauthenticated
 from piguard.kernel.text import LocalText
-from piguard.vault.service import no_such_subject
+from piguard.vault.repository import no_such_subject
 
 SUBJECT_ID_PATTERN: Final = r"^[A-Za-z0-9_]{1,64}$"
 _MAX_TOKEN = 512

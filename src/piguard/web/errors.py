@@ -31,6 +31,7 @@ from piguard.kernel.errors import (
 )
 from piguard.kernel.text import LocalText
 from piguard.logs import redact
+from piguard.vault.erasure import ErasureIncomplete
 
 log = logging.getLogger("piguard.web")
 
@@ -44,6 +45,7 @@ ERROR_STATUS: Final[Mapping[type[PiguardError], int]] = MappingProxyType(
         Denied: 403,
         IntegrityError: 409,
         AuditUnavailable: 503,  # fail closed: no audit record, no processing (S2)
+        ErasureIncomplete: 503,  # erased for every caller; its key is destroyed at next start
     }
 )
 """Error class → HTTP status; a subclass takes the status of its nearest listed ancestor."""

@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from piguard.bootstrap import Piguard, build
 from piguard.kernel.errors import IntegrityError
+from piguard.kernel.text import LocalText
 from piguard.policy.decision import Actor
 from piguard.policy.model import ActorKind
 from piguard.population import people
@@ -21,6 +22,7 @@ from piguard.settings import Settings
 from piguard.vault.crypto import DataKey, KeyEncryptionKey
 from piguard.vault.keys import KeyWrapper
 from piguard.vault.keystore import KeyStore
+from piguard.vault.rotation import rewrap_all
 
 ACCOUNT = Actor(ActorKind.SERVICE, "account_service", principal="test")
 CS = Actor(ActorKind.STAFF, "customer_service_agent", principal="test")
@@ -137,3 +139,54 @@ def test_r4_erasure_with_a_kms_deletes_the_wrapped_key_locally(
     assert KeyStore(app.keystore_db).get(subject) is None
     assert KeyStore(app.keystore_db).count_by_kek() == {}
     assert (kms.wraps, kms.unwraps) == calls  # erasure needs nothing from the KMS
+
+
+class VersionedKms:
+    """A KMS whose key has versions: new data keys go to the newest, old versions still open."""
+
+    def __init__(self) -> None:
+        self._versions = [KeyEncryptionKey.generate()]
+
+    @property
+    def key_id(self) -> str:
+        return f"kms-v{len(self._versions)}"
+
+    def rotate(self) -> None:
+        self._versions.append(KeyEncryptionKey.generate())
+
+    def wrap(self, data_key: DataKey, context: bytes) -> bytes:
+        return self._versions[-1].wrap(DataKey(data_key.export()), context)
+
+    def unwrap(self, wrapped: bytes, context: bytes) -> DataKey:
+        for kek in self._versions:
+            try:
+                return kek.unwrap(wrapped, context)
+            except IntegrityError:
+                continue
+        raise IntegrityError(LocalText("未知密钥版本", "unknown key version"))
+
+    def drop_oldest(self) -> None:
+        self._versions.pop(0)
+
+
+def test_s2_a_kms_rotates_through_the_same_port_and_keys_move_to_its_new_version(
+    settings: Settings,
+) -> None:
+    kms = VersionedKms()
+    built = build(settings, key_wrapper=kms)
+    try:
+        subjects = _register(built, 3)
+        kms.rotate()
+        store = KeyStore(built.keystore_db)
+        assert store.count_by_kek() == {"kms-v1": 3}
+        assert rewrap_all(kms, store, batch=2) == 3
+        assert store.count_by_kek() == {"kms-v2": 3}
+        assert rewrap_all(kms, store) == 0  # re-run: nothing left
+    finally:
+        built.close()
+    kms.drop_oldest()  # the KMS retires version 1: every key already moved
+    again = build(settings, key_wrapper=kms)
+    try:
+        assert all(_name(again, s) for s in subjects)
+    finally:
+        again.close()

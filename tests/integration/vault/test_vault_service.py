@@ -240,10 +240,11 @@ def test_s2_key_rotation_rewraps_and_resumes_after_interruption(
     assert set(after) == {report.kek_id}
     assert set(after) != set(before)
     assert sum(after.values()) == len(ids)
+    assert report.retired == tuple(before)  # kept in the key file until `retire`
     fresh = build(app.settings)
     try:
         assert _phone(fresh, ids[0]) == crowd[0].phone
-        assert not fresh.keys.retired_keks
+        assert [k.key_id for k in fresh.keys.retired_keks] == list(before)
     finally:
         fresh.close()
 

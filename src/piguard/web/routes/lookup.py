@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from piguard.vault.service import no_such_subject
+from piguard.vault.repository import no_such_subject
 from piguard.web.deps import CallerDep, PiguardDep
 from piguard.web.schemas import LookupIn, LookupOut
 from piguard.web.views import values_out
