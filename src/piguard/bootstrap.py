@@ -120,6 +120,7 @@ def build(
         settings.checkpoint_file,
         clock,
         checkpoint_seconds=settings.checkpoint_seconds,
+        witness=make_witness(settings),
     )
     enforcer = Enforcer(decisions, audit)
     api_keys = ApiKeys(transactions, policy, clock, audit)

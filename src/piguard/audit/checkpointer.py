@@ -4,8 +4,9 @@ When `checkpoint_seconds` have passed since the last checkpoint, the head is sea
 after the last valid seal is read back and verified (keyed links, time order) first, so a record
 forged with plain SQL is never signed; it is logged (kinds and seqs only) and the seal withheld.
 The checkpoint is stored in `audit_checkpoints` under the chain's lock, then published outside the
-database (`_publish`: the checkpoint file) once that transaction has committed, so the file never
-names a record that was rolled back.
+database once that transaction has committed (`_publish`): to the local checkpoint file, then to
+the witness outside var/ when there is one, so neither names a record that was rolled back, and
+every witnessed line is in the file.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from typing import Any, Final, Protocol
 from sqlalchemy import Connection, Engine, insert
 
 from piguard.audit.chain import COLUMNS, LinkKey, Row, format_at
-from piguard.audit.checkpoint import Checkpoint, SignatureCheck, make_checkpoint
-from piguard.audit.scan import append_checkpoint_line
+from piguard.audit.checkpoint import Checkpoint, SignatureCheck, encode_line, make_checkpoint
 from piguard.audit.tables import AuditCheckpointRow
 from piguard.audit.verify import ORIGIN, Start, verify_chain
+from piguard.audit.witness import Witness, WitnessUnavailable
 from piguard.audit.writer import lock_chain
 from piguard.db.engine import READONLY
+from piguard.files import append_durably
 from piguard.kernel.clock import Clock
 
 _logger = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ class Checkpointer:
         checkpoint_file: Path,
         clock: Clock,
         every: timedelta,
+        witness: Witness | None = None,
     ) -> None:
         self._engine = engine
         # Reading back is a snapshot: on SQLite it must not take the write lock from writers.
@@ -80,6 +83,7 @@ class Checkpointer:
         self._key = key
         self._check = check
         self._file = Path(checkpoint_file)
+        self._witness = witness
         self._clock = clock
         self._every = every
         self._mark = "%s" if engine.dialect.paramstyle in ("format", "pyformat") else "?"
@@ -198,12 +202,21 @@ class Checkpointer:
         return None
 
     def _publish(self, cp: Checkpoint) -> None:
-        """After commit: write the checkpoint's line outside the database (fsync'd)."""
+        """After commit: the checkpoint's line to the local file (fsync'd), then the witness.
+        A copy that cannot be written is logged; verification reports what it then lacks."""
+        line = encode_line(cp, self._signer.public_key)
         try:
             with self._file_lock:
-                append_checkpoint_line(self._file, cp, self._signer.public_key)
+                append_durably(self._file, line)
         except OSError:
             _logger.exception("audit checkpoint %d not written to %s", cp.seq, self._file)
+            return  # never witnessed unless in the file: verify holds the file to the witness
+        if self._witness is None:
+            return
+        try:
+            self._witness.publish(line)
+        except WitnessUnavailable as exc:
+            _logger.error("audit checkpoint %d not witnessed: %s", cp.seq, exc.message.en)
 
 
 class _Last:

@@ -34,6 +34,7 @@ from piguard.audit.scan import (
     verify_storage,
 )
 from piguard.audit.verify import VerifyReport
+from piguard.audit.witness import Witness
 from piguard.audit.writer import ChainWriter, check
 from piguard.db.uow import UnitOfWork
 from piguard.kernel.clock import Clock
@@ -73,6 +74,7 @@ class AuditLog:
         flush_interval: float = 0.05,
         wait_seconds: float = 2.0,
         max_pending: int = 100_000,
+        witness: Witness | None = None,
     ) -> None:
         if min(checkpoint_seconds, batch_size, flush_interval, wait_seconds, max_pending) <= 0:
             raise ValueError("the audit log's intervals, bounds and sizes must be positive")
@@ -80,6 +82,7 @@ class AuditLog:
         self._key = chain_key
         self._file = Path(checkpoint_file)
         self._wait = wait_seconds
+        self._witness = witness
         self._writer = ChainWriter(engine, chain_key, clock)
         self._checkpointer = Checkpointer(
             engine,
@@ -89,6 +92,7 @@ class AuditLog:
             self._file,
             clock,
             timedelta(seconds=checkpoint_seconds),
+            witness,
         )
         self._queue = GroupCommitQueue(
             self._write_batch,
@@ -139,13 +143,24 @@ class AuditLog:
         self._queue.wait(None, timeout, quiet=True)
 
     def verify(self, *, workers: int | None = None) -> VerifyReport:
-        """Verify what is stored (not what is still queued) under this log's own keys."""
-        return verify(self._engine, self._file, [self.public_key], self._key, workers=workers)
+        """Verify what is stored (not what is still queued) under this log's own keys, with the
+        witness's copy of the checkpoints when there is a witness."""
+        return verify(
+            self._engine,
+            self._file,
+            [self.public_key],
+            self._key,
+            witness=self._witness,
+            workers=workers,
+        )
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is queued, seal the head, stop the flusher. Idempotent."""
         self._queue.close(timeout)
         self._checkpointer.seal_if_due(final=True)
+        closer = getattr(self._witness, "close", None)
+        if callable(closer):  # an HTTP witness holds a connection pool
+            closer()
         _OPEN.discard(self)
 
     def _write_batch(self, batch: list[AuditDraft]) -> None:

@@ -15,14 +15,12 @@ SQLAlchemy: it starts in a tenth of a second); their verdict is only trusted whe
 intact and the ranges join up; anything else is re-checked in one pass by `verify_chain`, so the
 report that names problems always comes from the reference verifier.
 
-The checkpoint file is JSON lines `{"at","hash","key_id","public_key","seq","signature"}` (binary
-values base64). Its `public_key` is informative only: trust comes from the keys the caller passes.
+Checkpoints come from the database, the local file and the witness (`audit.checkpoints`), in the
+line format of `checkpoint.encode_line`; trust comes from the keys the caller passes.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import os
 import sqlite3
@@ -36,8 +34,8 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from piguard.audit.chain import COLUMNS, Row
 from piguard.audit.checkpoint import Checkpoint, SignatureCheck
-from piguard.audit.verify import Problem, VerifyReport, verify_chain
-from piguard.files import private_dir
+from piguard.audit.checkpoints import gather
+from piguard.audit.verify import VerifyReport, verify_chain
 from piguard.kernel.errors import InvalidInput
 from piguard.kernel.text import LocalText
 from piguard.vault.crypto import ChainKey, verify_signature
@@ -45,8 +43,9 @@ from piguard.vault.crypto import ChainKey, verify_signature
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from piguard.audit.witness import Witness
+
 SELECT_RECORDS: Final = f"SELECT {', '.join(COLUMNS)} FROM audit_records"  # noqa: S608 constants
-SELECT_CHECKPOINTS: Final = "SELECT seq, hash, at, signature, key_id FROM audit_checkpoints"
 _RANGE: Final = f"{SELECT_RECORDS} WHERE rowid > ? AND rowid <= ? ORDER BY rowid"
 _AT_OF: Final = "SELECT at FROM audit_records WHERE seq = ?"
 _FIRST_AFTER: Final = "SELECT seq FROM audit_records WHERE rowid > ? ORDER BY rowid LIMIT 1"
@@ -65,6 +64,7 @@ class StoredVerification:
     from_file: int
     file_found: bool
     parallel: bool
+    witnessed: int = 0
 
 
 def signature_check(public_keys: Sequence[bytes]) -> SignatureCheck:
@@ -93,12 +93,15 @@ def verify(
     public_keys: Sequence[bytes],
     key: ChainKey,
     *,
+    witness: Witness | None = None,
     workers: int | None = None,
 ) -> VerifyReport:
-    """Verify the stored log: every record under the chain `key`, every checkpoint (database
-    and file, file wins)."""
+    """Verify the stored log: every record under the chain `key`, every checkpoint (database,
+    file and witness, which must agree)."""
     check = signature_check(public_keys)
-    return verify_storage(engine, checkpoint_file, check, key, workers=workers).report
+    return verify_storage(
+        engine, checkpoint_file, check, key, witness=witness, workers=workers
+    ).report
 
 
 def verify_storage(
@@ -107,21 +110,20 @@ def verify_storage(
     check: SignatureCheck,
     key: ChainKey,
     *,
+    witness: Witness | None = None,
     workers: int | None = None,
     parallel_min: int = PARALLEL_MIN,
 ) -> StoredVerification:
     """Verify every stored record against the keyed chain and the signed checkpoints.
 
-    Checkpoints come from the database and from the file; for a seq both name, the file wins
-    (it lives outside the database, so deleting the newest records and their checkpoint rows still
-    shows as truncation). Malformed checkpoints are reported as `bad_signature`. Database
-    checkpoints are read before records, so a concurrent writer never causes a false finding.
+    Checkpoints come from the database, the file and the witness (`checkpoints.gather`): for a
+    seq several name, the one kept furthest from the log is trusted, so deleting the newest
+    records and their checkpoint rows still shows as truncation, and copies that disagree, or a
+    file that lost what the database or the witness holds, are findings. Malformed checkpoints
+    are reported as `bad_signature`. Raises WitnessUnavailable when the witness cannot be read.
     """
-    db_cps, problems = _db_checkpoints(engine)
-    file_cps, file_problems = read_checkpoint_file(checkpoint_file)
-    problems += file_problems
-    in_file = {cp.seq for cp in file_cps}
-    cps = [cp for cp in db_cps if cp.seq not in in_file] + list(dict.fromkeys(file_cps))
+    gathered = gather(engine, checkpoint_file, witness)
+    cps, problems = gathered.checkpoints, gathered.problems
     report = None
     if engine.dialect.name == "sqlite":
         count = workers if workers is not None else _cpus()
@@ -133,100 +135,8 @@ def verify_storage(
         merged = sorted((*report.problems, *problems), key=lambda p: p.seq)
         report = replace(report, ok=False, problems=tuple(merged))
     return StoredVerification(
-        report, len(cps), len(in_file), checkpoint_file is not None and checkpoint_file.exists(),
-        parallel,
-    )  # fmt: skip
-
-
-def append_checkpoint_line(path: Path, cp: Checkpoint, public_key: bytes) -> None:
-    """Append the checkpoint's line to the file and fsync it (the folder too, on creation).
-
-    One `write` with O_APPEND, so lines of concurrent processes never interleave.
-    """
-    data = checkpoint_line(cp, public_key)
-    private_dir(path.parent)
-    created = not path.exists()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        if os.write(fd, data) != len(data):
-            raise OSError(f"short write to {path}")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if created and os.name == "posix":
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def checkpoint_line(cp: Checkpoint, public_key: bytes) -> bytes:
-    """One line of the checkpoint file (sorted-key compact JSON, newline-terminated)."""
-    body = {
-        "seq": cp.seq,
-        "hash": cp.hash,
-        "at": cp.at,
-        "signature": base64.b64encode(cp.signature).decode(),
-        "key_id": cp.key_id,
-        "public_key": base64.b64encode(public_key).decode(),
-    }
-    return (json.dumps(body, sort_keys=True, separators=(",", ":")) + "\n").encode()
-
-
-def read_checkpoint_file(path: Path | None) -> tuple[list[Checkpoint], list[Problem]]:
-    """The checkpoints of the file (none when absent) and a problem per malformed line.
-
-    A last line without its newline is a write cut short by a crash: it is ignored.
-    """
-    if path is None or not path.exists():
-        return [], []
-    lines = path.read_bytes().split(b"\n")[:-1]
-    cps: list[Checkpoint] = []
-    problems: list[Problem] = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        seq: object = 0
-        try:
-            doc = json.loads(line)
-            seq = doc["seq"] if isinstance(doc, dict) else 0
-            sig = base64.b64decode(doc["signature"], validate=True)
-            cps.append(_checkpoint(seq, doc["hash"], doc["at"], sig, doc["key_id"]))
-        except (ValueError, TypeError, KeyError, binascii.Error, InvalidInput, RecursionError):
-            where = seq if type(seq) is int else 0
-            problems.append(
-                Problem("bad_signature", where, f"checkpoint file line {number} is malformed")
-            )
-    return cps, problems
-
-
-def _checkpoint(seq: object, h: object, at: object, sig: object, key_id: object) -> Checkpoint:
-    if type(seq) is not int or not isinstance(at, str) or not isinstance(key_id, str):
-        raise TypeError("malformed checkpoint")
-    if isinstance(sig, memoryview):
-        sig = sig.tobytes()
-    return Checkpoint(seq, cast(str, h), at, cast(bytes, sig), key_id)
-
-
-def _db_checkpoints(engine: Engine) -> tuple[list[Checkpoint], list[Problem]]:
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
-        cur.execute(SELECT_CHECKPOINTS)
-        rows = cur.fetchall()
-        cur.close()
-    finally:
-        raw.close()
-    cps: list[Checkpoint] = []
-    problems: list[Problem] = []
-    for seq, h, at, sig, key_id in rows:
-        try:
-            cps.append(_checkpoint(seq, h, at, sig, key_id))
-        except (TypeError, InvalidInput):
-            where = seq if type(seq) is int else 0
-            problems.append(Problem("bad_signature", where, "malformed checkpoint row"))
-    return cps, problems
+        report, len(cps), gathered.from_file, gathered.file_found, parallel, gathered.witnessed
+    )
 
 
 def _single_pass(

@@ -22,7 +22,15 @@ from piguard.kernel.errors import IntegrityError
 from piguard.kernel.text import Lang, LocalText
 
 ProblemKind = Literal[
-    "edited", "deleted", "inserted", "reordered", "backdated", "truncated", "bad_signature"
+    "edited",
+    "deleted",
+    "inserted",
+    "reordered",
+    "backdated",
+    "truncated",
+    "bad_signature",
+    "checkpoint_missing",
+    "checkpoint_mismatch",
 ]
 
 _SUMMARY: Final[dict[ProblemKind, LocalText]] = {
@@ -53,6 +61,16 @@ _SUMMARY: Final[dict[ProblemKind, LocalText]] = {
     "bad_signature": LocalText(
         "序号 {seq} 的检查点签名无效",
         "the checkpoint at seq {seq} has an invalid signature",
+    ),
+    "checkpoint_missing": LocalText(
+        "检查点文件缺少序号 {seq} 的检查点，而数据库或见证方持有它：文件被删除或截短",
+        "the checkpoint file lacks the checkpoint at seq {seq} that the database or the witness "
+        "holds: the file was removed or cut short",
+    ),
+    "checkpoint_mismatch": LocalText(
+        "序号 {seq} 的检查点在检查点文件、数据库与见证方之间不一致：某一份被改写",
+        "the checkpoint at seq {seq} differs between the checkpoint file, the database and the "
+        "witness: a copy was rewritten",
     ),
 }
 _ORDER: Final = {kind: i for i, kind in enumerate(_SUMMARY)}

@@ -14,6 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from piguard.audit.log import signature_check, verify_storage
+from piguard.audit.witness import HttpWitness
+from piguard.bootstrap import make_witness
 from piguard.db.engine import make_engine
 from piguard.kernel.errors import PiguardError
 from piguard.kernel.text import Lang
@@ -36,6 +38,7 @@ _TEXT = {
         "records": "已校验记录",
         "head": "链头",
         "checkpoints": "已校验检查点（其中来自文件）",
+        "witnessed": "见证方持有的检查点",
         "covered": "最新签名检查点",
         "unsealed": "其后未封存的记录",
         "seconds": "耗时（秒）",
@@ -53,6 +56,7 @@ _TEXT = {
         "records": "records checked",
         "head": "head",
         "checkpoints": "checkpoints checked (from the file)",
+        "witnessed": "checkpoints held by the witness",
         "covered": "newest signed checkpoint",
         "unsealed": "records after it (unsealed)",
         "seconds": "seconds",
@@ -103,13 +107,16 @@ def verify(
         material = _own_keys(settings())
         keys = [_b64(key) for key in public_key] if public_key else [material.signer.public_bytes()]
         check = signature_check(keys)
+        witness = make_witness(settings())
         engine = make_engine(url)
         try:
             started = time.perf_counter()
-            result = verify_storage(engine, file, check, material.chain_key)
+            result = verify_storage(engine, file, check, material.chain_key, witness=witness)
             elapsed = time.perf_counter() - started
         finally:
             engine.dispose()
+            if isinstance(witness, HttpWitness):
+                witness.close()
     except PiguardError as exc:
         errors.print(f"[red]✗[/red] {escape(exc.message.in_(_lang(lang)))}", highlight=False)
         raise typer.Exit(2) from None
@@ -123,6 +130,8 @@ def verify(
     summary.add_row(words["records"], f"{report.records_checked:,}")
     summary.add_row(words["head"], f"{report.head_seq} · {report.head_hash or '-'}")
     summary.add_row(words["checkpoints"], f"{result.checkpoints:,} ({result.from_file:,})")
+    if witness is not None:
+        summary.add_row(words["witnessed"], f"{result.witnessed:,} · {witness.describe()}")
     summary.add_row(words["covered"], str(report.checkpoint_seq))
     summary.add_row(words["unsealed"], f"{report.unsealed:,}")
     summary.add_row(words["seconds"], f"{elapsed:.2f}")

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from piguard.audit.ports import AuditUnavailable
+from piguard.audit.witness import WitnessUnavailable
 from piguard.kernel.errors import (
     Conflict,
     Denied,
@@ -46,6 +47,7 @@ ERROR_STATUS: Final[Mapping[type[PiguardError], int]] = MappingProxyType(
         IntegrityError: 409,
         AuditUnavailable: 503,  # fail closed: no audit record, no processing (S2)
         ErasureIncomplete: 503,  # erased for every caller; its key is destroyed at next start
+        WitnessUnavailable: 503,  # no verdict without the witness's copy of the checkpoints
     }
 )
 """Error class → HTTP status; a subclass takes the status of its nearest listed ancestor."""

@@ -21,9 +21,9 @@ import pytest
 from sqlalchemy import Engine, event, text
 
 from piguard.audit.chain import COLUMNS, encode
+from piguard.audit.checkpoints import read_checkpoint_file
 from piguard.audit.log import AuditLog, AuditUnavailable
 from piguard.audit.ports import AuditDraft
-from piguard.audit.scan import read_checkpoint_file
 from piguard.db.engine import READONLY, make_engine
 from piguard.db.uow import UnitOfWork
 from piguard.kernel.clock import Clock, FixedClock, SystemClock

@@ -25,6 +25,7 @@ from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from piguard.audit.chain import COLUMNS, ChainBuilder, format_at
+from piguard.audit.checkpoints import read_checkpoint_file
 from piguard.audit.log import (
     AuditLog,
     AuditUnavailable,
@@ -33,7 +34,6 @@ from piguard.audit.log import (
     verify_storage,
 )
 from piguard.audit.ports import AuditDraft
-from piguard.audit.scan import read_checkpoint_file
 from piguard.audit.verify import VerifyReport
 from piguard.audit.writer import format_now
 from piguard.cli.audit import app
@@ -350,13 +350,17 @@ def test_s2_truncation_is_caught_by_the_checkpoint_file(written: Engine, cp_file
     assert report.head_seq == N - 5
 
 
-def test_s2_the_file_wins_over_a_tampered_checkpoint_row(written: Engine, cp_file: Path) -> None:
+def test_s2_a_tampered_checkpoint_row_is_named_and_the_file_trusted(
+    written: Engine, cp_file: Path
+) -> None:
     sql(
         written,
         "UPDATE audit_checkpoints SET hash = (SELECT a.hash FROM audit_records a WHERE a.seq = 1)"
         " WHERE seq = 7",
     )
-    assert check(written, cp_file).ok
+    report = check(written, cp_file)
+    assert problems(report) == [("checkpoint_mismatch", 7)]  # the copies disagree
+    assert report.checkpoint_seq == N  # the chain is still held to the file's checkpoints
     assert problems(check(written, None)) == [("bad_signature", 7)]
 
 
@@ -396,21 +400,37 @@ def test_s2_parallel_ranges_agree_with_one_pass(
 # --- the CLI -----------------------------------------------------------------------------------
 
 
-def _cli(url: str, cp_file: Path, lang: str = "en") -> tuple[int, str]:
+def _cli(url: str, cp_file: Path, lang: str = "en", witness: Path | None = None) -> tuple[int, str]:
     key = base64.b64encode(PUBLIC).decode()
+    env = {"COLUMNS": "200", "PIGUARD_MASTER_KEY": MASTER, "PIGUARD_VAR_DIR": str(cp_file.parent)}
+    if witness is not None:
+        env["PIGUARD_AUDIT_WITNESS"] = str(witness)
     result = CliRunner().invoke(
         app,
         [
             *("verify", "--database-url", url, "--checkpoint-file", str(cp_file)),
             *("--public-key", key, "--lang", lang),
         ],
-        env={
-            "COLUMNS": "200",
-            "PIGUARD_MASTER_KEY": MASTER,
-            "PIGUARD_VAR_DIR": str(cp_file.parent),
-        },
+        env=env,
     )
     return result.exit_code, result.output
+
+
+def test_s2_cli_verify_holds_the_checkpoint_file_to_the_witness(
+    database_url: str, written: Engine, cp_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    witness = tmp_path_factory.mktemp("witness")  # outside var/
+    (witness / "audit-checkpoints.jsonl").write_bytes(cp_file.read_bytes())
+    code, out = _cli(database_url, cp_file, witness=witness)
+    assert code == 0, out
+    assert f"{N} · directory {witness}" in out
+    lines = cp_file.read_bytes().splitlines(keepends=True)
+    cp_file.write_bytes(b"".join(lines[:-2]))  # cut short: the witness holds more
+    code, out = _cli(database_url, cp_file, witness=witness)
+    assert code == 1
+    assert re.search(rf"│ checkpoint_missing +│ +{N - 1} │", out), out
+    code, out = _cli(database_url, cp_file, lang="zh", witness=witness)
+    assert "检查点文件缺少" in out
 
 
 def test_s2_cli_verify_passes_an_intact_log(

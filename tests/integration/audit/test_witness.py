@@ -7,10 +7,12 @@ import base64
 import json
 import stat
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import Engine, text
 
 from api.api_support import serve
 from audit_support import OTHER_SIGNER as OTHER
@@ -18,10 +20,17 @@ from audit_support import SIGNER, Keyed
 from audit_support import checkpoint_line as line
 from piguard.audit.chain import GENESIS
 from piguard.audit.checkpoint import Checkpoint, decode_line, encode_line, make_checkpoint
+from piguard.audit.log import AuditLog
+from piguard.audit.ports import AuditDraft
 from piguard.audit.witness import DirectoryWitness, HttpWitness, WitnessUnavailable
 from piguard.audit.witness_store import WitnessStore
+from piguard.db.engine import make_engine
+from piguard.db.migrate import upgrade
+from piguard.kernel.clock import FixedClock
+from piguard.vault.crypto import ChainKey
 from piguard.web.witness import create_witness_app
 
+CHAIN_KEY = ChainKey.generate()
 TOKEN = "t" * 40
 LOG = "payments-prod"
 
@@ -157,3 +166,93 @@ def test_s2_a_checkpoint_line_cannot_smuggle_a_bad_checkpoint() -> None:
     with pytest.raises(Exception, match="seq"):
         decode_line(json.dumps({**doc, "seq": 0}).encode())
     assert isinstance(decode_line(line(1))[0], Checkpoint)
+
+
+# --- the witness wired to the audit log (checkpointer publishes, verify compares) -------------
+
+
+def _written_log(tmp_path: Path, witness: DirectoryWitness) -> tuple[AuditLog, Engine, Path]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'db' / 'piguard.db'}")
+    upgrade(engine, "main")
+    cp_file = tmp_path / "var" / "audit-checkpoints.jsonl"
+    clock = FixedClock(datetime(2026, 11, 29, 10, 0, tzinfo=UTC))
+    log = AuditLog(engine, SIGNER, CHAIN_KEY, cp_file, clock, witness=witness)
+    for i in range(1, 6):
+        log.record(
+            AuditDraft("staff:ops", "read", "p", f"sub_{i}", (), "allow", ("S2",), "v1", "ok")
+        )
+        clock.advance(timedelta(seconds=2))
+        log.flush()
+    return log, engine, cp_file
+
+
+def _kinds(log: AuditLog) -> list[tuple[str, int]]:
+    return [(p.kind, p.seq) for p in log.verify(workers=1).problems]
+
+
+def test_s2_the_checkpointer_publishes_every_line_to_the_witness_after_the_file(
+    tmp_path: Path,
+) -> None:
+    witness = DirectoryWitness(tmp_path / "witness")
+    log, engine, cp_file = _written_log(tmp_path, witness)
+    try:
+        assert witness.read() == cp_file.read_bytes()
+        assert [decode_line(x)[0].seq for x in cp_file.read_bytes().splitlines()] == [1, 2, 3, 4, 5]
+        report = log.verify(workers=1)
+        assert report.ok, report.problems
+        assert report.checkpoint_seq == 5
+    finally:
+        log.close()
+        engine.dispose()
+
+
+def test_s2_verify_fails_when_the_local_checkpoint_file_is_removed_cut_or_rewritten(
+    tmp_path: Path,
+) -> None:
+    witness = DirectoryWitness(tmp_path / "witness")
+    log, engine, cp_file = _written_log(tmp_path, witness)
+    try:
+        kept = cp_file.read_bytes()
+        lines = kept.splitlines(keepends=True)
+        cp_file.unlink()  # removed, while the database holds checkpoints
+        assert ("checkpoint_missing", 5) in _kinds(log)
+        cp_file.write_bytes(b"".join(lines[:3]))  # shorter than the witnessed sequence
+        assert _kinds(log) == [("checkpoint_missing", 4)]
+        cp_file.write_bytes(b"".join(lines[:4]) + line(5, head="c" * 64))  # a rewritten line
+        assert ("checkpoint_mismatch", 5) in _kinds(log)
+        cp_file.write_bytes(kept)
+        assert _kinds(log) == []
+    finally:
+        log.close()
+        engine.dispose()
+
+
+def test_s2_verify_holds_the_log_to_the_witness_when_var_is_rewritten(tmp_path: Path) -> None:
+    """Whoever holds var/ truncates the log and removes its checkpoints everywhere in var/: the
+    witness's copy still shows it."""
+    witness = DirectoryWitness(tmp_path / "witness")
+    log, engine, cp_file = _written_log(tmp_path, witness)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM audit_records WHERE seq > 3"))
+            conn.execute(text("DELETE FROM audit_checkpoints WHERE seq > 3"))
+        cp_file.write_bytes(b"".join(cp_file.read_bytes().splitlines(keepends=True)[:3]))
+        found = _kinds(log)
+        assert ("truncated", 4) in found
+        assert ("checkpoint_missing", 4) in found
+    finally:
+        log.close()
+        engine.dispose()
+
+
+def test_s2_a_witness_that_cannot_be_read_is_no_verdict(tmp_path: Path) -> None:
+    log, engine, _ = _written_log(tmp_path, DirectoryWitness(tmp_path / "witness"))
+    try:
+        kept = tmp_path / "witness" / "audit-checkpoints.jsonl"
+        kept.unlink()
+        kept.mkdir()  # unreadable as a file: the witness's copy cannot be had
+        with pytest.raises(WitnessUnavailable):
+            log.verify(workers=1)
+    finally:
+        log.close()
+        engine.dispose()
