@@ -10,15 +10,13 @@ copies name with different heads, is a finding: someone removed or rewrote a cop
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from piguard.audit.checkpoint import Checkpoint
+from piguard.audit.checkpoint import Checkpoint, decode_line
 from piguard.audit.verify import Problem
 from piguard.kernel.errors import InvalidInput
 
@@ -96,27 +94,34 @@ def _disagreements(
 
 
 def parse_lines(data: bytes, source: str) -> tuple[list[Checkpoint], list[Problem]]:
-    """The checkpoints of checkpoint lines, and a problem per malformed line.
-
-    A last line without its newline is a write cut short by a crash: it is ignored.
+    """The checkpoints of checkpoint lines (`checkpoint.decode_line`), and a problem per
+    malformed line. A last line without its newline is a write cut short by a crash: ignored.
     """
     cps: list[Checkpoint] = []
     problems: list[Problem] = []
     for number, line in enumerate(data.split(b"\n")[:-1], 1):
         if not line.strip():
             continue
-        seq: object = 0
         try:
-            doc = json.loads(line)
-            seq = doc["seq"] if isinstance(doc, dict) else 0
-            sig = base64.b64decode(doc["signature"], validate=True)
-            cps.append(_checkpoint(seq, doc["hash"], doc["at"], sig, doc["key_id"]))
-        except (ValueError, TypeError, KeyError, binascii.Error, InvalidInput, RecursionError):
-            where = seq if type(seq) is int else 0
+            cps.append(decode_line(line)[0])
+        except InvalidInput:
             problems.append(
-                Problem("bad_signature", where, f"checkpoint {source} line {number} is malformed")
+                Problem(
+                    "bad_signature",
+                    _seq_of(line),
+                    f"checkpoint {source} line {number} is malformed",
+                )
             )
     return cps, problems
+
+
+def _seq_of(line: bytes) -> int:
+    """The seq a malformed line names, where it names one (0 otherwise): where to report it."""
+    try:
+        seq = json.loads(line).get("seq")
+    except (ValueError, AttributeError, RecursionError):
+        return 0
+    return seq if type(seq) is int else 0
 
 
 def read_checkpoint_file(path: Path | None) -> tuple[list[Checkpoint], list[Problem]]:
