@@ -10,14 +10,12 @@ re-wrapped.
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from api_support import NAME, Api, Person, new_person, running_api
 
-import piguard
+from cli_support import run_cli
 from piguard.bootstrap import build
 from piguard.kernel.clock import FixedClock
 from piguard.policy.decision import Actor
@@ -25,28 +23,8 @@ from piguard.policy.model import ActorKind
 from piguard.settings import Settings
 from piguard.vault.crypto import read_key_file
 
-SOURCES = str(Path(piguard.__file__).resolve().parents[1])
 ACCOUNT = Actor(ActorKind.SERVICE, "account_service", principal="test")
 CACHE_AGED = timedelta(seconds=61)
-
-
-def _cli(var_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own CLI with fixed arguments
-        [sys.executable, "-m", "piguard.cli.main", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={
-            "COLUMNS": "200",
-            "PATH": "/usr/bin:/bin",
-            "PYTHONIOENCODING": "utf-8",
-            "PYTHONPATH": SOURCES,
-            "PIGUARD_DEV": "1",
-            "PIGUARD_VAR_DIR": str(var_dir),
-            "USER": "operator1",
-            "LOGNAME": "operator1",
-        },
-    )
 
 
 def _names(api: Api, subject_ids: list[str]) -> list[str]:
@@ -80,7 +58,7 @@ def test_s2_r4_keys_rotate_and_retire_beside_a_running_server(tmp_path: Path) ->
         # A server that loaded the key file before the rotation and never reloads it.
         stale = build(Settings(dev=True, var_dir=var), key_wrapper=read_key_file(var / "keys.json"))
         try:
-            rotated = _cli(var, "keys", "rotate")
+            rotated = run_cli(var, "keys", "rotate")
             assert rotated.returncode == 0, rotated.stderr
             new_kek = read_key_file(var / "keys.json").key_id
             assert f"KEK {new_kek} is current" in rotated.stdout
@@ -94,7 +72,7 @@ def test_s2_r4_keys_rotate_and_retire_beside_a_running_server(tmp_path: Path) ->
             stale.close()
         assert _wrapped_by(var) == {new_kek: 4, old_kek: 1}
 
-        refused = _cli(var, "keys", "retire")
+        refused = run_cli(var, "keys", "retire")
         assert refused.returncode == 2
         assert "1 data keys are still wrapped" in refused.stderr
         assert "仍有 1 个数据密钥" in refused.stderr
@@ -103,10 +81,10 @@ def test_s2_r4_keys_rotate_and_retire_beside_a_running_server(tmp_path: Path) ->
 
     with running_api(var, clock) as api:  # a restart: every subject opens, the stray too
         assert _names(api, first + second + strays) == names[:5]
-        finished = _cli(var, "keys", "rotate")
+        finished = run_cli(var, "keys", "rotate")
         assert finished.returncode == 0, finished.stderr
         assert "finished an earlier rotation: 1 data keys re-wrapped" in finished.stdout
-        retired = _cli(var, "keys", "retire")
+        retired = run_cli(var, "keys", "retire")
         assert retired.returncode == 0, retired.stderr
         assert f"retired KEK {old_kek}" in retired.stdout
         clock.advance(CACHE_AGED)

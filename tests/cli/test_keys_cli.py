@@ -10,40 +10,14 @@ import base64
 import re
 import secrets
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-import piguard
+from cli_support import run_cli as run
 from piguard.bootstrap import build
 from piguard.kernel.errors import Unauthenticated
 from piguard.settings import Settings
-
-SOURCES = str(Path(piguard.__file__).resolve().parents[1])
-
-
-def run(
-    var_dir: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own CLI with fixed arguments
-        [sys.executable, "-m", "piguard.cli.main", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={
-            "COLUMNS": "200",
-            "PATH": "/usr/bin:/bin",
-            "PYTHONIOENCODING": "utf-8",
-            "PYTHONPATH": SOURCES,
-            "PIGUARD_DEV": "1",
-            "PIGUARD_VAR_DIR": str(var_dir),
-            "USER": "operator1",
-            "LOGNAME": "operator1",
-            **(env or {}),
-        },
-    )
 
 
 def _records(var_dir: Path) -> list[tuple[str, str, str]]:

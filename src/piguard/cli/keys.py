@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import getpass
 import re
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from piguard.auth.service import MAX_DAYS
-from piguard.bootstrap import Piguard
 from piguard.cli.common import build_or_exit, refuse, settings_or_exit
 from piguard.kernel.errors import PiguardError
 from piguard.kernel.text import LocalText
@@ -93,14 +93,30 @@ def revoke(key_id: Annotated[str, typer.Argument(help="The key's id, from `keys 
     console.print(f"key {key_id} " + ("revoked" if changed else "was already revoked"))
 
 
-def _rotation(app_: Piguard) -> KekRotation:
-    return KekRotation(
-        app_.settings.resolved_key_file,
-        KeyStore(app_.keystore_db),
-        app_.transactions,
-        app_.audit,
-        app_.policy,
-    )
+_Report = TypeVar("_Report")
+
+
+def _run_rotation(step: Callable[[KekRotation], _Report]) -> _Report:
+    """Run one step of KEK rotation on the local key file; a refusal is one bilingual line."""
+    settings = settings_or_exit()
+    _local_keys_or_exit(settings)
+    app_ = build_or_exit(settings)
+    try:
+        return step(
+            KekRotation(
+                settings.resolved_key_file,
+                KeyStore(app_.keystore_db),
+                app_.transactions,
+                app_.audit,
+                app_.policy,
+            )
+        )
+    except PiguardError as exc:
+        raise refuse(exc, bilingual=True) from None
+    except OSError as exc:
+        raise refuse(_unwritable(exc), bilingual=True) from None
+    finally:
+        app_.close()
 
 
 def _local_keys_or_exit(settings: Settings) -> None:
@@ -132,17 +148,7 @@ def rotate(
 ) -> None:
     """Add a new key-encryption key and re-wrap every data key under it; the old KEK stays
     (retired) until `keys retire`. Safe to interrupt and re-run; audited."""
-    settings = settings_or_exit()
-    _local_keys_or_exit(settings)
-    app_ = build_or_exit(settings)
-    try:
-        report = _rotation(app_).rotate(operator(), batch)
-    except PiguardError as exc:
-        raise refuse(exc, bilingual=True) from None
-    except OSError as exc:
-        raise refuse(_unwritable(exc), bilingual=True) from None
-    finally:
-        app_.close()
+    report = _run_rotation(lambda rotation: rotation.rotate(operator(), batch))
     how = "finished an earlier rotation" if report.resumed else "rotated"
     console.print(f"{how}: {report.rewrapped} data keys re-wrapped; KEK {report.kek_id} is current")
     console.print(
@@ -159,17 +165,7 @@ def retire(
 ) -> None:
     """Drop retired key-encryption keys from the key file; refused while a data key needs one.
     Afterwards no key-store backup from before the rotation opens with this key file; audited."""
-    settings = settings_or_exit()
-    _local_keys_or_exit(settings)
-    app_ = build_or_exit(settings)
-    try:
-        report = _rotation(app_).retire(operator(), batch)
-    except PiguardError as exc:
-        raise refuse(exc, bilingual=True) from None
-    except OSError as exc:
-        raise refuse(_unwritable(exc), bilingual=True) from None
-    finally:
-        app_.close()
+    report = _run_rotation(lambda rotation: rotation.retire(operator(), batch))
     if not report.retired:
         console.print(f"nothing to retire: KEK {report.kek_id} is the only one in the key file")
         return
