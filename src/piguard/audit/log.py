@@ -36,6 +36,7 @@ from piguard.audit.scan import (
 from piguard.audit.verify import VerifyReport
 from piguard.audit.witness import Witness
 from piguard.audit.writer import ChainWriter, check
+from piguard.db.engine import write_before
 from piguard.db.uow import UnitOfWork
 from piguard.kernel.clock import Clock
 from piguard.vault.crypto import ChainKey
@@ -163,8 +164,8 @@ class AuditLog:
             closer()
         _OPEN.discard(self)
 
-    def _write_batch(self, batch: list[AuditDraft]) -> None:
-        with self._engine.begin() as conn:
+    def _write_batch(self, batch: list[AuditDraft], deadline: float | None) -> None:
+        with write_before(self._engine, deadline) as conn:
             self._writer.write(conn, batch)
         self._checkpointer.written()
 

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from piguard.db.write_lock import SerialisedConnection, file_lock
 from piguard.files import private_dir, private_file
 
 READONLY = "piguard_readonly"
+LOCK_WAIT = "piguard_lock_wait"  # seconds a write transaction may wait for the write lock
+_BUSY_MS: Final = 30_000
 
 
 def make_engine(url: str, *, secure_delete: bool = False, **kwargs: Any) -> Engine:
@@ -22,17 +29,22 @@ def make_engine(url: str, *, secure_delete: bool = False, **kwargs: Any) -> Engi
     if parsed.database and parsed.database != ":memory:" and "uri" not in parsed.query:
         private_dir(Path(parsed.database).parent)
         private_file(Path(parsed.database))
-    engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+    # Write transactions of this process's threads take turns on a lock of its own (write_lock).
+    connect = {"timeout": _BUSY_MS / 1000, "factory": SerialisedConnection}
+    engine = create_engine(url, connect_args=connect, **kwargs)
+    private = not parsed.database or parsed.database == ":memory:" or "uri" in parsed.query
+    shared = None if private else file_lock(parsed.database or "")
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy issue BEGIN itself so that a write transaction can be IMMEDIATE.
         dbapi_conn.isolation_level = None
+        dbapi_conn.file_lock = shared
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
         if secure_delete:  # deleted content is overwritten, not left in free pages
             cur.execute("PRAGMA secure_delete=ON")
         cur.close()
@@ -41,11 +53,38 @@ def make_engine(url: str, *, secure_delete: bool = False, **kwargs: Any) -> Engi
     def _begin(conn: Any) -> None:
         # IMMEDIATE takes the write lock at once: no deadlock upgrading a read to a write.
         # A unit of work that only reads says so, and reads a snapshot without the lock.
-        readonly = conn.get_execution_options().get(READONLY, False)
+        options = conn.get_execution_options()
         # Straight to the driver: this runs for every transaction.
-        conn.connection.dbapi_connection.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        raw = conn.connection.dbapi_connection
+        if options.get(READONLY, False):
+            raw.execute("BEGIN")
+            return
+        raw.begin_write(options.get(LOCK_WAIT), _BUSY_MS)
 
     return engine
+
+
+@contextmanager
+def write_before(engine: Engine, deadline: float | None) -> Iterator[Connection]:
+    """`engine.begin()`, but waiting for the write lock (SQLite's, PostgreSQL's row and advisory
+    locks) only until the monotonic `deadline` (None: as long as the database lets it); a lock
+    not had by then raises the driver's error."""
+    if deadline is None:
+        with engine.begin() as conn:
+            yield conn
+        return
+    wait = max(deadline - time.monotonic(), 0.001)
+    with engine.connect() as conn:
+        if is_sqlite(engine):
+            conn.execution_options(**{LOCK_WAIT: wait})
+        with conn.begin():
+            if engine.dialect.name == "postgresql":  # 0 would mean no bound at all
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {_milliseconds(wait)}")
+            yield conn
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(math.ceil(seconds * 1000), 1)
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -96,6 +96,25 @@ def test_s2_a_read_returns_only_once_its_record_is_committed(
         log.close()
 
 
+def test_s2_a_lone_reader_commits_its_record_itself(migrated_engine: Engine, cp_file: Path) -> None:
+    """No batch in flight: the waiting reader writes (leads) the commit, no hand-off to the
+    flusher thread; the checkpointer's after-batch step stays off its path."""
+    committers: list[str] = []
+    event.listen(
+        migrated_engine, "commit", lambda _conn: committers.append(threading.current_thread().name)
+    )
+    log = new_log(migrated_engine, cp_file, flush_interval=5.0, checkpoint_seconds=0.001)
+    try:
+        for i in range(3):
+            committers.clear()
+            log.record(draft(i))
+            assert committers == [threading.current_thread().name]  # its commit, and no seal
+        log.flush(timeout=30)
+        assert "piguard-audit-flusher" in committers  # the seal: on the flusher
+    finally:
+        log.close()
+
+
 def test_s2_readers_waiting_together_share_a_commit(
     database_url: str, migrated_engine: Engine, cp_file: Path
 ) -> None:
