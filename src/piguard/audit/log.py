@@ -7,7 +7,7 @@ A facade over three parts, one job each:
 
 Three ways in, one chain:
 - `append(uow, drafts)` chains and inserts inside the caller's transaction, atomic with the data
-  it audits (writes);
+  it audits (writes), after the records waiting in the queue, which ride on its commit;
 - `record(draft)` returns once the record is committed, with the batch holding it (reads: no
   data leaves before its record is durable);
 - `enqueue(draft)` only queues (refusals); `close()` writes what is queued.
@@ -19,6 +19,7 @@ import atexit
 import os
 import weakref
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -26,7 +27,7 @@ from sqlalchemy import Engine
 
 from piguard.audit.checkpointer import Checkpointer, SigningKey, key_id_of
 from piguard.audit.ports import AuditDraft, AuditUnavailable
-from piguard.audit.queue import GroupCommitQueue
+from piguard.audit.queue import Claim, GroupCommitQueue
 from piguard.audit.scan import (
     StoredVerification,
     signature_check,
@@ -35,7 +36,7 @@ from piguard.audit.scan import (
 )
 from piguard.audit.verify import VerifyReport
 from piguard.audit.witness import Witness
-from piguard.audit.writer import ChainWriter, check
+from piguard.audit.writer import ChainWriter, check, lock_chain
 from piguard.db.engine import write_before
 from piguard.db.uow import UnitOfWork
 from piguard.kernel.clock import Clock
@@ -118,8 +119,17 @@ class AuditLog:
         if not drafts:
             return
         checked = [check(draft) for draft in drafts]  # all checked before any write
-        self._writer.write(uow.connection, checked)
+        self._writer.write(uow.connection, checked, partial(self._waiting, uow))
         uow.after_commit(self._sealed_after_commit)
+
+    def _waiting(self, uow: UnitOfWork) -> list[AuditDraft]:
+        """The queued records, taken under the chain's lock to ride on `uow`'s commit: settled
+        when it commits, put back first in line when it does not."""
+        handover = self._queue.hand_over()
+        if handover is None:
+            return []
+        uow.on_end(handover.end)
+        return handover.drafts
 
     def record(self, draft: AuditDraft) -> None:
         """Return once `draft` is committed, in the next group commit.
@@ -164,8 +174,12 @@ class AuditLog:
             closer()
         _OPEN.discard(self)
 
-    def _write_batch(self, batch: list[AuditDraft], deadline: float | None) -> None:
+    def _write_batch(self, claim: Claim, deadline: float | None) -> None:
         with write_before(self._engine, deadline) as conn:
+            lock_chain(conn)  # claimed under the chain's lock: a data commit may have taken it
+            batch = claim()
+            if not batch:
+                return
             self._writer.write(conn, batch)
         self._checkpointer.written()
 

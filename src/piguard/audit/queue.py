@@ -8,6 +8,13 @@ one of their waiters, so many readers share one commit. Others (refusals) only e
 thread writes them within `flush_interval`, runs the after-batch step (the checkpointer, off the
 readers' path), and `close` has it write what is queued before it returns.
 
+A data transaction that audits its own write (`hand_over`) takes the records waiting in line,
+under the chain's lock, and chains them before its own: they ride on its commit, and a reader
+whose record is in it pays no fsync of its own. It may take a batch a leader took but has not
+claimed yet (the leader claims its batch once it holds the chain's lock): the leader then writes
+nothing and waits like any follower. A taken batch is written by whoever holds it, exactly once:
+settled when its transaction commits, put back first in line when it does not.
+
 The queue is bounded: when it is full, or the batch holding a waiter's record is not committed
 within the wait bound (the database is locked or down), the caller gets `AuditUnavailable`. A
 record that timed out stays queued and is written when the database lets it.
@@ -20,6 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Final
 
 from piguard.audit.ports import AuditDraft, AuditUnavailable
@@ -28,18 +36,48 @@ from piguard.kernel.text import LocalText
 _logger = logging.getLogger(__name__)
 _MAX_BACKOFF: Final = 1.0
 
-WriteBatch = Callable[[list[AuditDraft], float | None], None]
-"""Writes one batch durably (chain, insert, commit) or raises; waits for the database's write
-lock until the given monotonic deadline at most (None: as long as the database lets it)."""
+Claim = Callable[[], list[AuditDraft]]
+"""A taken batch's records, to call under the chain's lock: empty when a data commit took them."""
+WriteBatch = Callable[[Claim, float | None], None]
+"""Writes one claimed batch durably (chain, insert, commit) or raises; waits for the database's
+write lock until the given monotonic deadline at most (None: as long as the database lets it)."""
 AfterBatch = Callable[[], None]
 """Runs after each committed batch and when idle (the checkpointer); never raises."""
+
+
+class _Batch:
+    """Records taken by a leader or the flusher: claimed by their writer, or by a data commit."""
+
+    __slots__ = ("claimed", "drafts", "lost")
+
+    def __init__(self, drafts: list[AuditDraft]) -> None:
+        self.drafts = drafts
+        self.claimed = False  # its writer holds the chain's lock: no data commit can take it
+        self.lost = False  # a data commit took it: its writer writes nothing
+
+
+class Handover:
+    """Records a data transaction took: settled if it commits, put back first if it does not."""
+
+    __slots__ = ("_generation", "_queue", "done", "drafts")
+
+    def __init__(self, queue: GroupCommitQueue, drafts: list[AuditDraft], generation: object):
+        self._queue = queue
+        self._generation = generation
+        self.drafts = drafts
+        self.done = False
+
+    def end(self, committed: bool) -> None:
+        """The transaction ended (a `UnitOfWork.on_end` callback): once only, never raises."""
+        self._queue._ended(self, committed, self._generation)
 
 
 class GroupCommitQueue:
     """Tickets are positions in enqueue order; a ticket is settled once its batch committed.
 
-    Invariant: one batch is written at a time (by a waiting reader, the leader, or the flusher),
-    batches in enqueue order, each in one transaction; a failed batch stays first in line.
+    Invariant: one batch is written at a time (by a waiting reader, the leader, the flusher, or a
+    data transaction), batches in enqueue order, each in one transaction; a failed batch stays
+    first in line. While none is out, the queue holds tickets settled+1 .. enqueued in order.
     """
 
     def __init__(
@@ -69,6 +107,8 @@ class GroupCommitQueue:
         self._failures = 0
         self._failure: BaseException | None = None
         self._writing = False  # a batch is out of the queue, being written
+        self._open: _Batch | None = None  # the batch out, while a data commit may still take it
+        self._generation = object()  # a fork's child starts a new one
         self._quiet_waiting = 0
         self._stopping = False
         self._abandoned = False
@@ -112,8 +152,8 @@ class GroupCommitQueue:
                     if self._done(quiet) >= target:
                         return
                     self._check(failures, deadline)
-                    batch = self._take() if self._settled < target and self._can_take() else []
-                    if not batch:
+                    batch = self._take() if self._settled < target and self._can_take() else None
+                    if batch is None:
                         self._cond.wait(None if deadline is None else deadline - time.monotonic())
                         continue
                 self._write_batch(batch, deadline)  # this caller leads
@@ -121,6 +161,40 @@ class GroupCommitQueue:
             if quiet:
                 with self._cond:
                     self._quiet_waiting -= 1
+
+    def hand_over(self) -> Handover | None:
+        """For a data transaction holding the chain's lock: the records waiting (those of a batch
+        taken but not claimed first), in ticket order, to chain before its own; None: nothing
+        to take. The caller must end the handover when its transaction ends, either way."""
+        with self._cond:
+            if self._abandoned:
+                return None
+            if not self._writing:
+                if not self._queue:
+                    return None
+                drafts = self._pop(self._batch_size)
+                self._writing = True
+            elif self._open is not None and not self._open.claimed:
+                self._open.lost = True
+                drafts = self._open.drafts + self._pop(self._batch_size - len(self._open.drafts))
+                self._open = None
+            else:
+                return None
+            return Handover(self, drafts, self._generation)
+
+    def _ended(self, handover: Handover, committed: bool, generation: object) -> None:
+        with self._cond:
+            if handover.done or generation is not self._generation:
+                return  # ended already, or a forked child's copy of its parent's
+            handover.done = True
+            if committed:
+                self._settled += len(handover.drafts)
+            else:
+                self._queue.extendleft(reversed(handover.drafts))
+            self._writing = False
+            self._cond.notify_all()
+            if self._quiet_waiting or self._stopping:
+                self._wake.notify()
 
     def close(self, timeout: float) -> None:
         """Write what is queued, run the after step a last time, stop the flusher. Idempotent.
@@ -160,10 +234,23 @@ class GroupCommitQueue:
     def _can_take(self) -> bool:
         return bool(self._queue) and not self._writing and not self._abandoned
 
-    def _take(self) -> list[AuditDraft]:
+    def _take(self) -> _Batch:
         """The next batch, out of the queue until written or put back (the lock held)."""
         self._writing = True
-        return [self._queue.popleft() for _ in range(min(len(self._queue), self._batch_size))]
+        self._open = _Batch(self._pop(self._batch_size))
+        return self._open
+
+    def _pop(self, most: int) -> list[AuditDraft]:
+        return [self._queue.popleft() for _ in range(min(len(self._queue), most))]
+
+    def _claim(self, batch: _Batch) -> list[AuditDraft]:
+        """The batch's records for its writer, now under the chain's lock (empty: taken)."""
+        with self._cond:
+            if batch.lost:
+                return []
+            batch.claimed = True
+            self._open = None
+            return batch.drafts
 
     def _start(self) -> None:
         with self._cond:
@@ -193,15 +280,15 @@ class GroupCommitQueue:
                     return
                 if self._writing:
                     continue
-                batch = self._take() if self._queue else []
+                batch = self._take() if self._queue else None
                 stopping = self._stopping
-            if batch:
+            if batch is not None:
                 ok = self._write_batch(batch, None)
                 delay = self._interval if ok else min(delay * 2, _MAX_BACKOFF)
                 if not ok:
                     continue
             self._after_step()  # the checkpointer may seal what is due
-            if stopping and not batch:
+            if stopping and batch is None:
                 return
 
     def _after_step(self) -> None:
@@ -212,17 +299,23 @@ class GroupCommitQueue:
             self._quiet = max(self._quiet, settled)
             self._cond.notify_all()
 
-    def _write_batch(self, batch: list[AuditDraft], deadline: float | None) -> bool:
+    def _write_batch(self, batch: _Batch, deadline: float | None) -> bool:
         """Write a taken batch; on failure put it back first in line. A leader that ran out of
-        time waiting for the database's lock is not a failure: its waiters keep waiting."""
+        time waiting for the database's lock is not a failure: its waiters keep waiting. A batch
+        a data commit took is that commit's to settle or put back, whatever happened here."""
         try:
-            self._write(batch, deadline)
+            self._write(partial(self._claim, batch), deadline)
         except Exception as exc:
             late = deadline is not None and time.monotonic() >= deadline
-            if not late:
-                _logger.warning("audit batch of %d records not written: %s", len(batch), exc)
             with self._cond:
-                self._queue.extendleft(reversed(batch))
+                if batch.lost:
+                    return True
+                if not late:
+                    _logger.warning(
+                        "audit batch of %d records not written: %s", len(batch.drafts), exc
+                    )
+                self._open = None
+                self._queue.extendleft(reversed(batch.drafts))
                 self._writing = False
                 if not late:
                     self._failures += 1
@@ -232,7 +325,9 @@ class GroupCommitQueue:
                     self._wake.notify()
             return False
         with self._cond:
-            self._settled += len(batch)
+            if batch.lost:
+                return True
+            self._settled += len(batch.drafts)
             self._writing = False
             self._cond.notify_all()
             if self._quiet_waiting or self._stopping:

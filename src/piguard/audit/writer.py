@@ -13,7 +13,7 @@ Insert-only: nothing here updates or deletes audit rows.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -66,10 +66,18 @@ class ChainWriter:
         self._clock = clock
         self._insert = _insert_sql(engine)
 
-    def write(self, conn: Connection, drafts: Sequence[AuditDraft]) -> tuple[int, str]:
-        """Chain and insert `drafts` (each passed `check`); the new head's (seq, hash)."""
+    def write(
+        self,
+        conn: Connection,
+        drafts: Sequence[AuditDraft],
+        first: Callable[[], Sequence[AuditDraft]] | None = None,
+    ) -> tuple[int, str]:
+        """Chain and insert `drafts` (each passed `check`); the new head's (seq, hash). `first`
+        gives, once the chain's lock is held, checked drafts to chain before them."""
         lock_chain(conn)
         seq, head, head_at = self._head(conn)
+        if first is not None:
+            drafts = [*first(), *drafts]
         builder = ChainBuilder(self._key, seq, head)
         at = max(format_now(self._clock.now()), head_at)  # a clock may step back: not the record
         link = builder.append_checked
