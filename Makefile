@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck contracts unit bench clean constraints
+.PHONY: demo test lint typecheck contracts unit bench contract clean constraints
 
 # Installs exactly the versions of constraints.txt (those CI passed with); pyproject keeps the ranges.
 $(STAMP): pyproject.toml constraints.txt
@@ -44,6 +44,12 @@ test: lint typecheck contracts unit
 bench: $(STAMP)
 	$(BIN)/python bench/decide.py
 	$(BIN)/python bench/vault.py
+
+# Schemathesis against a throwaway server, 40 examples per operation, as a privacy officer and
+# unauthenticated (tests/api/test_api_contract.py).
+contract: $(STAMP)
+	PIGUARD_CONTRACT_EXAMPLES=40 $(BIN)/pytest -q -p no:cacheprovider \
+		tests/api/test_api_contract.py -k schemathesis
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .pytest-clause-evidence.json

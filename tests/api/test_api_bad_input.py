@@ -51,7 +51,7 @@ def _api_error(caught: pytest.ExceptionInfo[PiguardApiError]) -> PiguardApiError
     return error
 
 
-def test_u2_unknown_purpose_is_refused_and_only_the_refusal_is_audited(
+def test_u2_unknown_purpose_is_refused_by_the_schema_and_nothing_is_written(
     api: Api, existing: str
 ) -> None:
     before, head = api.counts(), api.audit_head()
@@ -60,14 +60,13 @@ def test_u2_unknown_purpose_is_refused_and_only_the_refusal_is_audited(
         api.as_role("payment_service").collect(existing, "telepathy", {PHONE: "13800130000"})
 
     error = _api_error(caught)
-    assert (error.status, error.code) == (403, "denied")
-    assert "U2:unknown_purpose:<input>" in error.reasons  # the caller's text is not echoed
-    assert "telepathy" not in str(error.reasons) + error.message_en + error.message_zh
+    assert (error.status, error.code, error.field) == (422, "invalid_input", "body.purpose")
+    assert "telepathy" not in error.message_en + error.message_zh + (error.allowed or "")
     after = api.counts()
     assert {k: v for k, v in after.items() if k != "audit_records"} == {
         k: v for k, v in before.items() if k != "audit_records"
     }
-    assert [effect for _, _, effect, _ in api.audit_since(head)] == ["deny"]
+    assert api.audit_since(head) == []  # refused before any decision: nothing was asked
 
 
 def test_u2_unknown_category_names_the_field_by_its_position(api: Api, person: Person) -> None:
@@ -79,7 +78,7 @@ def test_u2_unknown_category_names_the_field_by_its_position(api: Api, person: P
     error = _api_error(caught)
     position = len(person.values)  # the sixth key of `values`: its name is the caller's text
     assert (error.status, error.code) == (422, "invalid_input")
-    assert error.field == f"values.<key:{position}>"
+    assert error.field == f"body.values.<key:{position}>.[key]"  # not one of the policy's keys
     assert "shoe_size" not in error.message_en + error.message_zh + (error.allowed or "")
     assert api.counts() == before
 

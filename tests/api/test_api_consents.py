@@ -104,7 +104,7 @@ def test_r2_bad_scope_and_channel_are_named(api: Api) -> None:
         (422, "scope"),
         (422, "body.scope"),
         (422, "channel"),
-        (422, "changes.<key:0>"),  # an unknown setting by its position, never its name
+        (422, "body.changes.<key:0>.[key]"),  # an unknown setting by its position, never its name
     ]
     for error in errors:
         said = f"{error.message_en} {error.message_zh} {error.allowed}"

@@ -183,8 +183,10 @@ def test_s2_v1_no_error_body_echoes_an_identifier_from_any_place_of_any_route(
     assert {403, 404, 422} <= seen.keys(), seen  # refusals by the schema, the domain and the policy
     # the caller's keys were named by position, in the schema's checks and in the domain's
     assert any(f.startswith("body.") and "<key:" in f for f in fields), fields
-    assert any(f.startswith(("values.<key:", "changes.<key:")) for f in fields), fields
-    assert any(r.endswith(":<input>") for r in reasons), reasons
+    # Unknown purposes, categories and settings now stop at the schema (the policy's enums):
+    # the domain's and the engine's own naming of them is covered by their tests.
+    assert all("<key:" in f or not f.startswith("values.") for f in fields), fields
+    assert all(":" in r for r in reasons), reasons
 
 
 def test_s2_a_field_path_keeps_the_schemas_names_and_hides_the_callers_keys(

@@ -18,6 +18,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
 from piguard.bootstrap import Piguard
+from piguard.web.contract import Specialiser, vocabulary
 from piguard.web.errors import install_error_handlers
 from piguard.web.middleware import BodyGuard, LastResort, SecurityHeaders
 from piguard.web.refusals import RefusalAudit
@@ -59,8 +60,9 @@ def create_app(piguard: Piguard) -> FastAPI:
     app.state.refusals = refusals
     install_error_handlers(app)
     routers = (subjects, consents, guardians, privacy_settings, lookup, decide, policy, audit, keys)
+    specialise = Specialiser(vocabulary(piguard.policy))  # the schema's enums: this policy's keys
     for module in routers:
-        app.include_router(module.router)
+        specialise.add_routes(app.router, module.router)
     app.add_api_route("/docs", _docs_page(app), include_in_schema=False)
     # add_middleware wraps: the last added is the outermost.
     app.add_middleware(BodyGuard, max_body_bytes=piguard.settings.max_body_bytes)

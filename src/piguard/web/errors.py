@@ -17,6 +17,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from piguard.audit.ports import AuditUnavailable
 from piguard.audit.witness import WitnessUnavailable
@@ -149,14 +151,24 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(public(body), status_code=422)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this class only
     code, text = _HTTP_CODES.get(
         exc.status_code, ("http_error", LocalText("请求无法处理", "the request cannot be handled"))
     )
-    return JSONResponse(
-        error_body(code, text), status_code=exc.status_code, headers=dict(exc.headers or {})
-    )
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:  # the first route's methods only: say every route's on this path
+        headers["Allow"] = ", ".join(sorted(_methods_at(request.app.router.routes, request.scope)))
+    return JSONResponse(error_body(code, text), status_code=exc.status_code, headers=headers)
+
+
+def _methods_at(routes: Sequence[BaseRoute], scope: Scope) -> set[str]:
+    """Every method some route answers on the scope's path."""
+    methods: set[str] = set()
+    for route in routes:
+        if route.matches(scope)[0] is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return methods
 
 
 def public(body: dict[str, object]) -> dict[str, object]:

@@ -2,10 +2,13 @@
 
 Keys that end up in the audit log (purposes, categories, sources, scopes) are held to the narrow
 shapes the log accepts, so a request can never carry text into it that the chain would refuse.
+Fields that name the policy's vocabulary carry a `Names` marker: `web.contract` narrows them to
+the loaded policy's keys when the app is built (an enum in the schema, a 422 for anything else).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -14,8 +17,29 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 from piguard.consent.model import EVIDENCE_PATTERN
 from piguard.policy.model import Action, ConsentType
 
-PurposeKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,79}$")]
-CategoryKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+){0,8}$")]
+
+@dataclass(frozen=True)
+class Names:
+    """Marks a string as a key of the policy's `vocabulary` (purposes, categories, settings,
+    roles); `listed`: a comma-separated list of such keys."""
+
+    vocabulary: Literal["purposes", "categories", "settings", "roles"]
+    listed: bool = False
+
+
+PurposeKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,79}$"), Names("purposes")]
+CategoryKey = Annotated[
+    str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+){0,8}$"), Names("categories")
+]
+CategoryList = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+){0,8}(,[a-z][a-z0-9_]*(\.[a-z0-9_]+){0,8}){0,63}$"
+    ),
+    Names("categories", listed=True),
+]
+SettingKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$"), Names("settings")]
+RoleKey = Annotated[str, Names("roles")]
 Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,119}$")]
 PlainValue = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 Scope = Annotated[str, StringConstraints(pattern=r"^[a-z_]+:[A-Za-z0-9_.:-]{1,200}$")]
@@ -159,7 +183,7 @@ class SettingsOut(BaseModel):
 
 class SettingsIn(_In):
     changes: Annotated[
-        dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")], StrictBool],
+        dict[SettingKey, StrictBool],
         Field(min_length=1, max_length=32),
     ]
     channel: Key = "api"
@@ -190,7 +214,7 @@ class DecideIn(_In):
 
 class ActorOut(BaseModel):
     kind: str
-    role: str
+    role: RoleKey
 
 
 class ProjectionOut(BaseModel):
@@ -201,6 +225,25 @@ class ProjectionOut(BaseModel):
 class DecideOut(DecisionOut):
     actor: ActorOut
     projection: dict[str, ProjectionOut]
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+class MessageOut(BaseModel):
+    zh: str
+    en: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer (`web.errors`): a stable code, the message in Chinese and English, and
+    where they apply the field at fault, what it allows, and the policy's reason codes."""
+
+    code: str
+    message: MessageOut
+    field: str | None = None
+    allowed: str | None = None
+    reasons: list[str] | None = None
 
 
 # -- policy, health, audit -------------------------------------------------------------------------

@@ -31,7 +31,7 @@ def test_s2_every_category_and_every_clause_of_the_policy_fit_one_record() -> No
 
 
 def test_s2_the_api_s_longest_requests_fit_once_bounded() -> None:
-    # 64 keys, as CATEGORY_LIST allows, each as long as the query's 8192 characters allow.
+    # 64 keys, as the categories query allows, each as long as the query's 8192 characters allow.
     asked = tuple(f"user.{i:02d}" + "x" * 120 for i in range(64))
     keys = bounded_keys(asked)
     _append(categories=keys)

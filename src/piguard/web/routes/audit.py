@@ -6,13 +6,14 @@ from fastapi import APIRouter
 
 from piguard.policy.decision import DecisionRequest
 from piguard.policy.model import Action
+from piguard.web.contract import CALLER, errors
 from piguard.web.deps import CallerDep, PiguardDep
 from piguard.web.schemas import AuditProblemOut, AuditVerifyOut
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 
-@router.get("/verify")
+@router.get("/verify", responses=errors(*CALLER))
 def verify(caller: CallerDep, piguard: PiguardDep) -> AuditVerifyOut:
     """Check every record and signed checkpoint; `ok` false names the first problem of each kind."""
     b = piguard.policy.bindings

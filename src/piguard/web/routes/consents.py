@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, status
 
 from piguard.consent.service import Provenance
+from piguard.web.contract import CALLER, WRITE, errors
 from piguard.web.deps import CallerDep, PiguardDep, SubjectDep
 from piguard.web.schemas import ConsentEventOut, ConsentsOut, GrantIn, Lang, WithdrawIn
 from piguard.web.views import event_out
@@ -14,7 +15,7 @@ from piguard.web.views import event_out
 router = APIRouter(prefix="/v1/subjects/{subject_id}/consents", tags=["consents"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=errors(*CALLER, *WRITE, 404))
 def grant(
     subject: SubjectDep, body: GrantIn, caller: CallerDep, piguard: PiguardDep
 ) -> ConsentEventOut:
@@ -29,7 +30,9 @@ def grant(
     return event_out(event)
 
 
-@router.post("/withdraw", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/withdraw", status_code=status.HTTP_201_CREATED, responses=errors(*CALLER, *WRITE, 404)
+)
 def withdraw(
     subject: SubjectDep, body: WithdrawIn, caller: CallerDep, piguard: PiguardDep
 ) -> ConsentEventOut:
@@ -40,7 +43,7 @@ def withdraw(
     return event_out(event)
 
 
-@router.get("")
+@router.get("", responses=errors(*CALLER, 404, 422))
 def history(subject: SubjectDep, caller: CallerDep, piguard: PiguardDep) -> ConsentsOut:
     """Every consent event in order, and the consents in force now."""
     events, current = piguard.consents.history(caller.actor, subject)
@@ -50,7 +53,7 @@ def history(subject: SubjectDep, caller: CallerDep, piguard: PiguardDep) -> Cons
     )
 
 
-@router.get("/{event_id}/receipt")
+@router.get("/{event_id}/receipt", responses=errors(*CALLER, 404, 422))
 def receipt(
     subject: SubjectDep,
     event_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_]{1,64}$")],

@@ -12,6 +12,7 @@ from dataclasses import replace
 from fastapi import APIRouter
 
 from piguard.policy.decision import DecisionRequest, SubjectState
+from piguard.web.contract import CALLER, WRITE, errors
 from piguard.web.deps import CallerDep, PiguardDep, check_binding
 from piguard.web.schemas import DecideIn, DecideOut
 from piguard.web.views import decide_out
@@ -19,7 +20,7 @@ from piguard.web.views import decide_out
 router = APIRouter(prefix="/v1/decide", tags=["decisions"])
 
 
-@router.post("")
+@router.post("", responses=errors(*CALLER, *WRITE, 404, 409))
 def decide(body: DecideIn, caller: CallerDep, piguard: PiguardDep) -> DecideOut:
     """Decide one request for the caller, on the subject's current state when one is named."""
     actor = replace(caller.actor, case_reference=body.case_reference, authority=body.authority)

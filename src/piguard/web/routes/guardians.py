@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 
 from piguard.consent.service import Provenance
+from piguard.web.contract import CALLER, WRITE, errors
 from piguard.web.deps import SUBJECT_ID_PATTERN, CallerDep, PiguardDep, SubjectDep
 from piguard.web.schemas import ConsentEventOut, GrantIn, RegisteredOut, WardIn, WithdrawIn
 from piguard.web.views import event_out
@@ -19,7 +20,7 @@ router = APIRouter(prefix="/v1/subjects/{subject_id}/wards", tags=["guardians"])
 MinorId = Annotated[str, Path(pattern=SUBJECT_ID_PATTERN, description="The minor's pseudonym")]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=errors(*CALLER, *WRITE, 404, 409))
 def register_ward(
     subject: SubjectDep, body: WardIn, caller: CallerDep, piguard: PiguardDep
 ) -> RegisteredOut:
@@ -30,7 +31,11 @@ def register_ward(
     return RegisteredOut(subject_id=minor)
 
 
-@router.post("/{minor_id}/consents", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/{minor_id}/consents",
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(*CALLER, *WRITE, 404),
+)
 def grant(
     subject: SubjectDep, minor_id: MinorId, body: GrantIn, caller: CallerDep, piguard: PiguardDep
 ) -> ConsentEventOut:
@@ -42,7 +47,11 @@ def grant(
     return event_out(event)
 
 
-@router.post("/{minor_id}/consents/withdraw", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/{minor_id}/consents/withdraw",
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(*CALLER, *WRITE, 404),
+)
 def withdraw(
     subject: SubjectDep,
     minor_id: MinorId,

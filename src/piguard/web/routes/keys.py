@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Response
 
 from piguard.policy.decision import DecisionRequest
 from piguard.policy.model import Action
+from piguard.web.contract import CALLER, errors
 from piguard.web.deps import CallerDep, PiguardDep
 from piguard.web.schemas import ApiKeyOut
 
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"])
 KeyId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_]{1,40}$", description="The key's id")]
 
 
-@router.get("")
+@router.get("", responses=errors(*CALLER))
 def list_keys(caller: CallerDep, piguard: PiguardDep) -> list[ApiKeyOut]:
     """Every API key: id, role, subject, label, created, expires, revoked."""
     b = piguard.policy.bindings
@@ -43,7 +44,7 @@ def list_keys(caller: CallerDep, piguard: PiguardDep) -> list[ApiKeyOut]:
     ]
 
 
-@router.delete("/{key_id}", status_code=204)
+@router.delete("/{key_id}", status_code=204, responses=errors(*CALLER, 404, 422))
 def revoke_key(key_id: KeyId, caller: CallerDep, piguard: PiguardDep) -> Response:
     """Revoke a key: refused from its next request on. Revoking a revoked key changes nothing."""
     b = piguard.policy.bindings

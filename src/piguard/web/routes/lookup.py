@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from piguard.vault.repository import no_such_subject
+from piguard.web.contract import CALLER, WRITE, errors
 from piguard.web.deps import CallerDep, PiguardDep
 from piguard.web.schemas import LookupIn, LookupOut
 from piguard.web.views import values_out
@@ -12,7 +13,7 @@ from piguard.web.views import values_out
 router = APIRouter(prefix="/v1/lookup", tags=["subjects"])
 
 
-@router.post("")
+@router.post("", responses=errors(*CALLER, *WRITE, 404, 409))
 def lookup(body: LookupIn, caller: CallerDep, piguard: PiguardDep) -> LookupOut:
     """The account and its masked lookup value; 404 alike for "no such account" and "this
     subject switched discovery off" (C2.3)."""

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from piguard.kernel.errors import NotFound
 from piguard.kernel.text import LocalText
 from piguard.policy.notice import build_notice, render_markdown
+from piguard.web.contract import errors
 from piguard.web.deps import PiguardDep
 from piguard.web.schemas import (
     AppendixOut,
@@ -22,7 +23,7 @@ from piguard.web.schemas import (
 router = APIRouter(tags=["policy"])
 
 
-@router.get("/v1/policy")
+@router.get("/v1/policy", responses=errors(404, 422))
 def policy_notice(
     piguard: PiguardDep,
     lang: Annotated[Lang, Query()] = "zh",

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Annotated, Final
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
 from piguard.bootstrap import Piguard
+from piguard.web.contract import CALLER, WRITE, errors
 from piguard.web.deps import CallerDep, PiguardDep, SubjectDep
 from piguard.web.schemas import (
+    CategoryList,
     CollectIn,
     DeletedOut,
     IdentifierChangeIn,
@@ -24,15 +26,11 @@ from piguard.web.views import decision_out, values_out
 
 router = APIRouter(prefix="/v1/subjects", tags=["subjects"])
 
-CATEGORY_LIST: Final = (
-    r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+){0,8}(,[a-z][a-z0-9_]*(\.[a-z0-9_]+){0,8}){0,63}$"
-)
 Purpose = Annotated[PurposeKey, Query(description="A purpose declared in the policy (U2)")]
 Categories = Annotated[
-    str | None,
+    CategoryList | None,
     Query(
-        pattern=CATEGORY_LIST,
-        max_length=8192,
+        max_length=4096,  # 64 keys; percent-encoded, within the server's line limit
         description="Comma-separated categories; default: every category of the purpose",
     ),
 ]
@@ -62,13 +60,13 @@ def categories_of(piguard: Piguard, purpose: str, categories: str | None) -> tup
     return tuple(found.required + found.optional) if found is not None else ()
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=errors(*CALLER, *WRITE, 409))
 def register(body: RegisterIn, caller: CallerDep, piguard: PiguardDep) -> RegisteredOut:
     """Register a subject from the required registration categories (C1.1)."""
     return RegisteredOut(subject_id=piguard.vault.register(caller.actor, body.values, body.source))
 
 
-@router.get("/{subject_id}")
+@router.get("/{subject_id}", responses=errors(*CALLER, 404, 409, 422))
 def read(
     subject: SubjectDep,
     purpose: Purpose,
@@ -92,7 +90,11 @@ def read(
     )
 
 
-@router.post("/{subject_id}/values", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/{subject_id}/values",
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(*CALLER, *WRITE, 404, 409),
+)
 def collect(
     subject: SubjectDep, body: CollectIn, caller: CallerDep, piguard: PiguardDep
 ) -> ValueIdsOut:
@@ -101,7 +103,7 @@ def collect(
     return ValueIdsOut(subject_id=subject, value_ids=ids)
 
 
-@router.patch("/{subject_id}")
+@router.patch("/{subject_id}", responses=errors(*CALLER, *WRITE, 404, 409))
 def update(
     subject: SubjectDep, body: UpdateIn, caller: CallerDep, piguard: PiguardDep
 ) -> ValueIdsOut:
@@ -110,7 +112,7 @@ def update(
     return ValueIdsOut(subject_id=subject, value_ids=ids)
 
 
-@router.put("/{subject_id}/identifiers")
+@router.put("/{subject_id}/identifiers", responses=errors(*CALLER, *WRITE, 404, 409))
 def change_identifiers(
     subject: SubjectDep, body: IdentifierChangeIn, caller: CallerDep, piguard: PiguardDep
 ) -> ValueIdsOut:
@@ -120,7 +122,11 @@ def change_identifiers(
     return ValueIdsOut(subject_id=subject, value_ids=ids)
 
 
-@router.delete("/{subject_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{subject_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(*CALLER, 404, 409, 422),
+)
 def erase(
     subject: SubjectDep,
     caller: CallerDep,
@@ -134,7 +140,7 @@ def erase(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.delete("/{subject_id}/values")
+@router.delete("/{subject_id}/values", responses=errors(*CALLER, 404, 409, 422))
 def erase_values(
     subject: SubjectDep,
     purpose: Purpose,
