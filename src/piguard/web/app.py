@@ -37,14 +37,17 @@ _CDN = "https://cdn.jsdelivr.net"
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
 
-def create_app(piguard: Piguard) -> FastAPI:
-    """The API over one wired `Piguard`; the caller owns it and closes it."""
+def create_app(piguard: Piguard, *, owns_piguard: bool = False) -> FastAPI:
+    """The API over one wired `Piguard`; the caller owns it and closes it, unless it hands it
+    over with `owns_piguard` (a worker process): then the app's shutdown closes it."""
     refusals = RefusalAudit(piguard)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         refusals.flush()  # the unauthenticated requests counted since the last record
+        if owns_piguard:
+            piguard.close()  # writes the queued audit records, seals the head
 
     app = FastAPI(
         lifespan=lifespan,
