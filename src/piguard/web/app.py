@@ -13,6 +13,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
@@ -34,6 +35,9 @@ from piguard.web.routes import (
 )
 
 _CDN = "https://cdn.jsdelivr.net"
+# Threads running sync routes at once (anyio's default is 40): no more than the engines' pools
+# keep open (db.engine.POOL_SIZE), so that no request waits for a new connection.
+REQUEST_THREADS = 16
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
 
@@ -44,6 +48,7 @@ def create_app(piguard: Piguard, *, owns_piguard: bool = False) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
         yield
         refusals.flush()  # the unauthenticated requests counted since the last record
         if owns_piguard:
