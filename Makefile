@@ -3,6 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: demo test lint typecheck contracts unit bench contract clean constraints
 
@@ -41,9 +42,12 @@ test: lint typecheck contracts unit
 	$(BIN)/piguard policy coverage --quiet --evidence .pytest-clause-evidence.json \
 		--known-gaps docs/coverage-gaps.txt
 
+# bench/api.py drives the servers with ab (Debian's apache2-utils), installed when missing.
 bench: $(STAMP)
+	command -v ab >/dev/null 2>&1 || $(SUDO) apt-get install -y apache2-utils
 	$(BIN)/python bench/decide.py
 	$(BIN)/python bench/vault.py
+	$(BIN)/python bench/api.py
 
 # Schemathesis against a throwaway server, 40 examples per operation, as a privacy officer and
 # unauthenticated (tests/api/test_api_contract.py).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 from types import FrameType
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 import uvicorn
@@ -19,6 +19,7 @@ from piguard.logs import install_record_factory, uvicorn_log_config
 from piguard.population import seed_population
 from piguard.vault.tables import SubjectRow
 from piguard.web.app import create_app
+from piguard.web.factory import TARGET
 
 console = Console()
 DEMO_ROLES = (
@@ -34,11 +35,20 @@ DEMO_ROLES = (
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="API processes, each building its own piguard.")
+    ] = 1,
 ) -> None:
     """Serve the API against an existing database."""
     settings = settings_or_exit()
-    app_ = build_or_exit(settings)
-    _run(app_, host or settings.host, port or settings.port)
+    app_ = build_or_exit(settings)  # refuses bad settings, and migrates, once
+    host, port = host or settings.host, port or settings.port
+    if workers == 1:
+        _run(app_, host, port)
+        return
+    app_.close()
+    install_record_factory()
+    uvicorn.run(TARGET, factory=True, workers=workers, **uvicorn_options(host, port))
 
 
 def demo(
@@ -124,9 +134,12 @@ def server_config(app_: Piguard, host: str, port: int) -> uvicorn.Config:
     """uvicorn's configuration for the API: every log handler, the access log's included, writes
     through the redaction filter, and every record made in the process is redacted."""
     install_record_factory()
-    return uvicorn.Config(
-        create_app(app_), host=host, port=port, log_config=uvicorn_log_config("INFO")
-    )
+    return uvicorn.Config(create_app(app_), **uvicorn_options(host, port))
+
+
+def uvicorn_options(host: str, port: int) -> dict[str, Any]:
+    """How piguard is served, whatever the app (bench/api.py serves its baseline the same way)."""
+    return {"host": host, "port": port, "log_config": uvicorn_log_config("INFO")}
 
 
 def _run(app_: Piguard, host: str, port: int) -> None:

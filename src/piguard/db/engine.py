@@ -18,6 +18,10 @@ from piguard.files import private_dir, private_file
 READONLY = "piguard_readonly"
 LOCK_WAIT = "piguard_lock_wait"  # seconds a write transaction may wait for the write lock
 _BUSY_MS: Final = 30_000
+# Connections kept open per engine: one per request thread of the API (web.app.REQUEST_THREADS),
+# the audit flusher and checkpointer, and spare. Serving then never opens a connection (and runs
+# its PRAGMAs, or on PostgreSQL a login) only to close it again on return to a full pool.
+POOL_SIZE: Final = 24
 
 
 def make_engine(url: str, *, secure_delete: bool = False, **kwargs: Any) -> Engine:
@@ -25,14 +29,17 @@ def make_engine(url: str, *, secure_delete: bool = False, **kwargs: Any) -> Engi
     database file 0600 in a 0700 folder (its -wal and -shm files take the file's mode)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, **kwargs)
+        pool = {"pool_size": POOL_SIZE, "max_overflow": POOL_SIZE}
+        return create_engine(url, pool_pre_ping=True, **(pool | kwargs))
     if parsed.database and parsed.database != ":memory:" and "uri" not in parsed.query:
         private_dir(Path(parsed.database).parent)
         private_file(Path(parsed.database))
     # Write transactions of this process's threads take turns on a lock of its own (write_lock).
     connect = {"timeout": _BUSY_MS / 1000, "factory": SerialisedConnection}
-    engine = create_engine(url, connect_args=connect, **kwargs)
     private = not parsed.database or parsed.database == ":memory:" or "uri" in parsed.query
+    if not private:  # a file: a pool of connections (in memory, one per thread)
+        kwargs = {"pool_size": POOL_SIZE, "max_overflow": POOL_SIZE} | kwargs
+    engine = create_engine(url, connect_args=connect, **kwargs)
     shared = None if private else file_lock(parsed.database or "")
 
     @event.listens_for(engine, "connect")

@@ -13,6 +13,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
@@ -35,17 +36,24 @@ from piguard.web.routes import (
 )
 
 _CDN = "https://cdn.jsdelivr.net"
+# Threads running sync routes at once (anyio's default is 40): no more than the engines' pools
+# keep open (db.engine.POOL_SIZE), so that no request waits for a new connection.
+REQUEST_THREADS = 16
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
 
-def create_app(piguard: Piguard) -> FastAPI:
-    """The API over one wired `Piguard`; the caller owns it and closes it."""
+def create_app(piguard: Piguard, *, owns_piguard: bool = False) -> FastAPI:
+    """The API over one wired `Piguard`; the caller owns it and closes it, unless it hands it
+    over with `owns_piguard` (a worker process): then the app's shutdown closes it."""
     refusals = RefusalAudit(piguard)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
         yield
         refusals.flush()  # the unauthenticated requests counted since the last record
+        if owns_piguard:
+            piguard.close()  # writes the queued audit records, seals the head
 
     app = FastAPI(
         lifespan=lifespan,

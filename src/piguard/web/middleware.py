@@ -31,6 +31,11 @@ _BASE_HEADERS: Final = (
     (b"cross-origin-resource-policy", b"same-origin"),
 )
 _JSON: Final = b"application/json"
+# Built once: what every answer gets, and the headers of the app's that these replace.
+_REPLACED: Final = frozenset(name for name, _ in _BASE_HEADERS)
+_REPLACED_PRIVATE: Final = _REPLACED | {b"cache-control"}
+_STRICT_CSP_HEADER: Final = (b"content-security-policy", STRICT_CSP.encode())
+_NO_STORE: Final = (b"cache-control", b"no-store")
 
 
 class SecurityHeaders:
@@ -57,14 +62,19 @@ class SecurityHeaders:
 def _with_security(
     headers: Iterable[tuple[bytes, bytes]], private: bool
 ) -> list[tuple[bytes, bytes]]:
-    names = {b"cache-control"} if private else set()
-    names |= {name for name, _ in _BASE_HEADERS}
-    kept = [(k, v) for k, v in headers if k.lower() not in names]
-    out = kept + list(_BASE_HEADERS)
-    if not any(k.lower() == b"content-security-policy" for k, _ in kept):
-        out.append((b"content-security-policy", STRICT_CSP.encode()))
+    names = _REPLACED_PRIVATE if private else _REPLACED
+    out = []
+    own_csp = False
+    for name, value in headers:
+        lower = name.lower()
+        if lower not in names:
+            own_csp = own_csp or lower == b"content-security-policy"
+            out.append((name, value))
+    out.extend(_BASE_HEADERS)
+    if not own_csp:
+        out.append(_STRICT_CSP_HEADER)
     if private:
-        out.append((b"cache-control", b"no-store"))
+        out.append(_NO_STORE)
     return out
 
 

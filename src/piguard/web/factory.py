@@ -1,0 +1,23 @@
+"""The API of one worker process, when `piguard serve --workers N` runs several.
+
+uvicorn starts each worker afresh and calls `app_from_environment` in it: every process builds its
+own `Piguard` (engines, pools, audit queue) from the same `PIGUARD_*` settings, and closes it when
+it stops. The parent has already migrated the databases, so workers never race to.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from piguard.bootstrap import build
+from piguard.logs import install_record_factory
+from piguard.settings import Settings
+from piguard.web.app import create_app
+
+TARGET = f"{__name__}:app_from_environment"
+
+
+def app_from_environment() -> FastAPI:
+    """The API over a `Piguard` built in this process, closed by the app's shutdown."""
+    install_record_factory()  # every record made in the worker is redacted too
+    return create_app(build(Settings(), migrate=False), owns_piguard=True)
