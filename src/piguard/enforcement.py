@@ -61,10 +61,11 @@ class Enforcer:
         return decision
 
     def answer(self, req: DecisionRequest, subject: str, detail: str = "") -> Decision:
-        """A decision for a caller that enforces it itself (`POST /v1/decide`): audited, and a
-        denial is an answer, not an error."""
+        """A decision for a caller that enforces it itself (`POST /v1/decide`): a denial is an
+        answer, not an error. The caller acts on the answer as on data released, so the record is
+        committed before it returns (AuditUnavailable otherwise), allow and deny alike."""
         decision = self.engine.decide(req)
-        self.audit.enqueue(_draft(req, decision, subject, detail, self._names))
+        self.audit.record(_draft(req, decision, subject, detail, self._names))
         return decision
 
     def public_reasons(self, decision: Decision) -> list[tuple[str, str]]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_support import Api, Person, new_person, running_api
+from api_support import NAME, Api, Person, new_person, running_api
 
 import piguard
 from piguard.audit.chain import encode
@@ -77,6 +77,30 @@ def test_s2_reads_get_503_not_data_while_the_log_cannot_be_written(api: Api) -> 
     assert who.name in after.text
     reads = [r for r in api.records_since(0) if r["action"] == "read" and r["subject"]]
     assert len(reads) == 3  # the refused attempts stay recorded, once the log could write
+
+
+def test_s2_a_decision_is_answered_only_once_its_record_is_durable(api: Api) -> None:
+    """The caller of /v1/decide enforces the answer itself: it gets one only when the record of
+    it is committed, and a 503 with a retry hint while the log cannot be written."""
+    token = api.piguard.api_keys.create("customer_service_agent", "decide durability").token
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"action": "read", "purpose": "customer_service", "categories": [NAME]}
+    with api.raw() as http:
+        with write_locked(api.var_dir / "piguard.db"):
+            refused = http.post("/v1/decide", json=body, headers=headers)
+        answered = http.post("/v1/decide", json=body, headers=headers)
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.json()["code"] == "audit_unavailable"
+    assert answered.status_code == 200
+    assert answered.json()["effect"] == "allow"
+    # Read straight from the file, no flush: the answer's record is already there.
+    with closing(sqlite3.connect(f"file:{api.var_dir / 'piguard.db'}?mode=ro", uri=True)) as db:
+        decided = db.execute(
+            "SELECT COUNT(*) FROM audit_records WHERE detail = 'decide' AND actor LIKE ?",
+            (f"staff:customer_service_agent:{token.split('.')[0].removeprefix('pgk_')}%",),
+        ).fetchone()[0]
+    assert decided == 2  # the answer, and the attempt refused while the log was locked
 
 
 # --- a server in a process of its own ----------------------------------------------------------
