@@ -266,7 +266,9 @@ def measure_piguard(setup: Setup, workers: int, plan: Plan, log: Path) -> dict[s
     batch = log.parent / "batch.json"
     batch.write_text(json.dumps({"requests": [question] * BATCH}))
     batch_plan = replace(
-        plan, requests=max(plan.requests // BATCH_SHARE, CLIENTS), warm=max(plan.warm // 50, 4)
+        plan,
+        requests=max(plan.requests // BATCH_SHARE, CLIENTS),
+        warm=max(plan.warm // BATCH_SHARE, CLIENTS),
     )
     command = [*PIGUARD, "serve", "--workers", str(workers)]
     with _server(command, setup.env, "/healthz", log) as base:
