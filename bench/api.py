@@ -10,7 +10,8 @@ concurrent clients with keep-alive, in the same run:
   the subject's state read, the decision audited);
 - the read path, `GET /v1/subjects/{id}?purpose=customer_service` as a customer service agent:
   decryption, masking, and an audit record committed before the answer leaves;
-- `POST /v1/decide/batch`: not built yet, reported as null;
+- `POST /v1/decide/batch`: the same question 1,000 times in one body (`BATCH`), fewer requests
+  (`Plan.requests // BATCH_SHARE`); decisions/s = requests/s x 1,000;
 - 1 and 2 processes (`piguard serve --workers N`) on SQLite and on PostgreSQL (a fresh schema on
   the server of PIGUARD_BENCH_POSTGRES_URL, dropped afterwards).
 
@@ -37,7 +38,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.error import URLError
@@ -61,6 +62,8 @@ AGENT = "customer_service_agent"
 PURPOSE = "customer_service"
 CATEGORIES = ("user.contact.phone_number", "user.name")
 PIGUARD = [sys.executable, "-m", "piguard.cli.main"]
+BATCH = 1000  # requests in one POST /v1/decide/batch
+BATCH_SHARE = 50  # a batch request per this many single ones: each carries 1,000 decisions
 
 
 @dataclass(frozen=True)
@@ -252,16 +255,20 @@ def postgres_schema() -> Iterator[str]:
 
 def measure_piguard(setup: Setup, workers: int, plan: Plan, log: Path) -> dict[str, list[Run]]:
     """decide and read on `piguard serve --workers N`."""
+    question = {
+        "action": "read",
+        "purpose": PURPOSE,
+        "categories": list(CATEGORIES),
+        "subject_id": setup.subject,
+    }
     decide = log.parent / "decide.json"
-    decide.write_text(
-        json.dumps(
-            {
-                "action": "read",
-                "purpose": PURPOSE,
-                "categories": list(CATEGORIES),
-                "subject_id": setup.subject,
-            }
-        )
+    decide.write_text(json.dumps(question))
+    batch = log.parent / "batch.json"
+    batch.write_text(json.dumps({"requests": [question] * BATCH}))
+    batch_plan = replace(
+        plan,
+        requests=max(plan.requests // BATCH_SHARE, CLIENTS),
+        warm=max(plan.warm // BATCH_SHARE, CLIENTS),
     )
     command = [*PIGUARD, "serve", "--workers", str(workers)]
     with _server(command, setup.env, "/healthz", log) as base:
@@ -269,6 +276,7 @@ def measure_piguard(setup: Setup, workers: int, plan: Plan, log: Path) -> dict[s
         return {
             "decide": measure(f"{base}/v1/decide", plan, token=setup.token, body=decide),
             "read": measure(read, plan, token=setup.token),
+            "batch": measure(f"{base}/v1/decide/batch", batch_plan, token=setup.token, body=batch),
         }
 
 
@@ -325,7 +333,8 @@ def run(plan: Plan) -> dict[str, Any]:
         "read_per_s": round(read),
         "read_vs_minimal": round(read / minimal, 3),
         "decide_p99_ms": round(_p99_median(results["decide/sqlite/1"]), 1),
-        "batch_decisions_per_s": None,  # POST /v1/decide/batch does not exist yet
+        "batch_decisions_per_s": round(_median(results["batch/sqlite/1"]) * BATCH),
+        "batch_p99_ms": round(_p99_median(results["batch/sqlite/1"]), 1),
         "two_procs_vs_one_pg": round(
             _median(results["decide/pg/2"]) / _median(results["decide/pg/1"]), 3
         ),

@@ -250,6 +250,11 @@ class PiguardClient:
         body.update({k: v for k, v in optional.items() if v is not None})
         return self._call("POST", "/v1/decide", json=body)
 
+    def decide_batch(self, requests: list[Json]) -> list[Json]:
+        """`decide` for 1..1000 request bodies at once: the answers, in request order."""
+        answers = self._call("POST", "/v1/decide/batch", json={"requests": requests})["answers"]
+        return list(answers)
+
     def policy(self, lang: Lang = "zh") -> Json:
         return self._call("GET", "/v1/policy", params={"lang": lang})
 

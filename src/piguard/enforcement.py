@@ -68,6 +68,19 @@ class Enforcer:
         self.audit.record(_draft(req, decision, subject, detail, self._names))
         return decision
 
+    def answer_many(
+        self, asked: list[tuple[DecisionRequest, str]], detail: str = ""
+    ) -> list[Decision]:
+        """`answer` for several (request, subject) pairs, in order (`POST /v1/decide/batch`):
+        every record queued together, and one wait, for the commit of the last."""
+        decisions = [self.engine.decide(req) for req, _ in asked]
+        drafts = [
+            _draft(req, decision, subject, detail, self._names)
+            for (req, subject), decision in zip(asked, decisions, strict=True)
+        ]
+        self.audit.record_many(drafts)
+        return decisions
+
     def public_reasons(self, decision: Decision) -> list[tuple[str, str]]:
         """(clause, code) pairs safe to show the caller: their own text reads `<input>`."""
         return [(r.clause, _public_code(r.code, self._names)) for r in decision.reasons]

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     checkpoint_seconds: float = Field(default=1.0, gt=0, le=3600)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # POST /v1/decide/batch: 1,000 requests of ~150 bytes, with room for long category lists.
+    max_batch_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024, le=16 * 1024 * 1024)
     log_level: str = "INFO"
     audit_witness: str | None = None
     audit_witness_token: SecretStr | None = None

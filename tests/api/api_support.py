@@ -56,8 +56,7 @@ _ID_WEIGHTS = [pow(2, 17 - i, 11) for i in range(17)]
 
 def resident_id(n: int) -> str:
     """A valid PRC resident ID number: Beijing Dongcheng, an adult birth date, ISO 7064 MOD 11-2."""
-    birth = date(1980, 1, 1) + timedelta(days=n % 7000)
-    body = f"110101{birth:%Y%m%d}{n % 1000:03d}"
+    body = f"110101{_birth_date(n):%Y%m%d}{n % 1000:03d}"
     check = (12 - sum(int(d) * w for d, w in zip(body, _ID_WEIGHTS, strict=True)) % 11) % 11
     return body + ("X" if check == 10 else str(check))
 
@@ -73,11 +72,18 @@ def luhn_card(n: int) -> str:
 
 
 def mobile(n: int) -> str:
-    return f"1380013{n % 10000:04d}"
+    """1380013xxxx for the first 10,000 people, then on: distinct for every n a suite makes."""
+    return f"138{(130_000 + n) % 100_000_000:08d}"
+
+
+def _birth_date(n: int) -> date:
+    """An adult's birth date (1960-2001); with the sequence number n % 1000, distinct for every n
+    below 15 million."""
+    return date(1960, 1, 1) + timedelta(days=n // 1000 % 15_000)
 
 
 def _birth(n: int) -> str:
-    return (date(1980, 1, 1) + timedelta(days=n % 7000)).isoformat()
+    return _birth_date(n).isoformat()
 
 
 # One valid value per validator of `vault.validators`, varied by n where the format allows

@@ -6,10 +6,11 @@ Routes are enumerated from the app itself: a route added without an entry in `PR
 the policy grants the role the route's action for the probed purpose (the role's first granted
 purpose for that action, in policy order, else the self-service purpose), and 403 otherwise;
 grants that need a case reference or a legal hold count as refused, since no data route carries
-either (only `POST /v1/decide` takes a case reference), and so do writes under an identifier's
-change purpose except through `PUT /identifiers`, the one route that carries the verification's
-reference (R1). Two routes refuse differently by design: a lookup the caller may not make is 404
-like a missing account (C2.3), and `/v1/decide` answers 200 with the effect.
+either (only `POST /v1/decide` and its batch take a case reference), and so do writes under an
+identifier's change purpose except through `PUT /identifiers`, the one route that carries the
+verification's reference (R1). Two routes refuse differently by design: a lookup the caller may
+not make is 404 like a missing account (C2.3), and `/v1/decide` (and its batch) answers 200 with
+the effect.
 
 The guardian role is never issued as a key (M1): piguard, not a key, makes an adult the guardian of
 a ward linked to them. Its routes (the ward routes) are exercised with the own key of the world's
@@ -249,6 +250,28 @@ PROBES: dict[tuple[str, str], Probe] = {
         200,
         refused=200,
     ),
+    ("POST", "/v1/decide/batch"): Probe(
+        None,
+        None,
+        lambda w, r, p: (
+            "/v1/decide/batch",
+            {
+                "json": {
+                    "requests": [
+                        {
+                            "action": "read",
+                            "purpose": p,
+                            "categories": list(_grant_cats(w, r, Action.READ, p)),
+                            "subject_id": w.subject,
+                            "case_reference": CASE,
+                        }
+                    ]
+                }
+            },
+        ),
+        200,
+        refused=200,
+    ),
     ("GET", "/v1/audit/verify"): Probe(
         Action.READ,
         "audit_oversight",
@@ -415,13 +438,19 @@ def test_s2_each_role_succeeds_exactly_where_the_policy_grants_it(
         want = probe.ok if allowed else probe.refused
         if answer.status_code != want:
             wrong[route] = f"{purpose}: {answer.status_code} (want {want}) {answer.text[:160]}"
-        elif probe.action is None and answer.json()["effect"] != ("allow" if allowed else "deny"):
-            wrong[route] = f"{purpose}: effect {answer.json()['effect']}, allowed={allowed}"
+        elif probe.action is None and _effect(answer.json()) != ("allow" if allowed else "deny"):
+            wrong[route] = f"{purpose}: effect {_effect(answer.json())}, allowed={allowed}"
         elif before is not None and _stored(api) != before:
             wrong[route] = f"{purpose}: refused, but rows changed"
         if route == ("PUT", SUBJECT_ROUTE + "/identifiers") and allowed:
             world.phone = kw["json"]["values"][PHONE]
     assert wrong == {}
+
+
+def _effect(answer: dict[str, Any]) -> str:
+    """The effect of a decide answer, or of a batch's one answer."""
+    [one] = answer.get("answers", [answer])
+    return str(one["effect"])
 
 
 def test_m1_the_ward_routes_answer_only_the_wards_linked_adult(api: Api, world: World) -> None:

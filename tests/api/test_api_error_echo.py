@@ -44,6 +44,12 @@ NEEDLES += tuple(n[-8:] for n in (PHONE_NUMBER, ID_NUMBER, CARD))
 def _templates(subject_id: str) -> dict[str, dict[str, Any]]:
     """A valid body per request schema of the API, by the schema's name."""
     who = new_person()
+    decide = {
+        "action": "read",
+        "purpose": "customer_service",
+        "categories": [NAME],
+        "subject_id": subject_id,
+    }
     return {
         "RegisterIn": {"values": who.values, "source": "app"},
         "CollectIn": {
@@ -64,12 +70,8 @@ def _templates(subject_id: str) -> dict[str, dict[str, Any]]:
         "WithdrawIn": {"scope": "purpose:personalization", "channel": "app", "method": "api"},
         "SettingsIn": {"changes": {"location_collection": True}, "channel": "app"},
         "LookupIn": {"category": PHONE, "value": mobile(N + 2)},
-        "DecideIn": {
-            "action": "read",
-            "purpose": "customer_service",
-            "categories": [NAME],
-            "subject_id": subject_id,
-        },
+        "DecideIn": decide,
+        "DecideBatchIn": {"requests": [decide, decide]},
     }
 
 

@@ -9,7 +9,7 @@ Three ways in, one chain:
 - `append(uow, drafts)` chains and inserts inside the caller's transaction, atomic with the data
   it audits (writes), after the records waiting in the queue, which ride on its commit;
 - `record(draft)` returns once the record is committed, with the batch holding it (reads: no
-  data leaves before its record is durable);
+  data leaves before its record is durable); `record_many(drafts)` likewise for several;
 - `enqueue(draft)` only queues (refusals); `close()` writes what is queued.
 """
 
@@ -139,6 +139,18 @@ class AuditLog:
         """
         ticket = self._queue.put(check(draft))
         self._queue.wait(ticket, self._wait)
+
+    def record_many(self, drafts: list[AuditDraft]) -> None:
+        """Return once every one of `drafts` is committed: queued together, in order, the wait
+        is for the last one's group commit.
+
+        Raises InvalidInput for a bad draft (nothing is queued then), AuditUnavailable as
+        `record` does; nothing is queued when they do not all fit.
+        """
+        if not drafts:
+            return
+        checked = [check(draft) for draft in drafts]  # all checked before any is queued
+        self._queue.wait(self._queue.put_many(checked), self._wait)
 
     def enqueue(self, draft: AuditDraft) -> None:
         """Queue `draft`; it is written within about `flush_interval`, and by `close` at the

@@ -43,6 +43,9 @@ class AuditSink(Protocol):
         """Chain and commit now, with others' records (group commit); return once durable.
         For reads: no data leaves before its record. Raises AuditUnavailable."""
 
+    def record_many(self, drafts: list[AuditDraft]) -> None:
+        """`record` for several, queued together in order; returns once the last is durable."""
+
     def enqueue(self, draft: AuditDraft) -> None:
         """Queue a record for the next batch (refusals); written by `close` at the latest."""
 

@@ -131,6 +131,24 @@ class GroupCommitQueue:
             self._start()
         return ticket
 
+    def put_many(self, drafts: list[AuditDraft]) -> int:
+        """Queue checked drafts together, in order and next to each other: the last one's
+        ticket. All or none: AuditUnavailable when they do not all fit, or when closed."""
+        with self._cond:
+            if self._stopping:
+                raise unavailable("审计日志已关闭", "the audit log is closed")
+            if len(self._queue) + len(drafts) > self._max_pending:
+                raise unavailable("审计队列已满", "the audit queue is full")
+            self._queue.extend(drafts)
+            self._enqueued += len(drafts)
+            ticket = self._enqueued
+            if len(self._queue) >= self._batch_size:
+                self._wake.notify()
+            start = self._thread is None
+        if start:
+            self._start()
+        return ticket
+
     def wait(self, ticket: int | None, timeout: float | None, *, quiet: bool = False) -> None:
         """Block until `ticket` (None: every ticket handed out so far) is committed; with
         `quiet`, until the after-batch step has run for it too. While no batch is being

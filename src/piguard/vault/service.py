@@ -7,7 +7,7 @@ writes the data and its audit record in one transaction. Nothing here decides wh
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -380,6 +380,11 @@ class VaultService:
         """The current state of an existing subject, for callers that decide themselves."""
         with self._tx.read() as uow:
             return self.live_state(uow.connection, subject_id)
+
+    def snapshots(self, subject_ids: Iterable[str]) -> dict[str, SubjectState]:
+        """`snapshot` of each subject, read in one transaction (a batch of decisions)."""
+        with self._tx.read() as uow:
+            return {s: self.live_state(uow.connection, s) for s in dict.fromkeys(subject_ids)}
 
     def live_state(
         self, connection: Connection, subject_id: str, *, lock: bool = False

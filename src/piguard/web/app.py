@@ -35,6 +35,7 @@ from piguard.web.routes import (
     subjects,
 )
 
+BATCH_PATH = "/v1/decide/batch"
 _CDN = "https://cdn.jsdelivr.net"
 # Threads running sync routes at once (anyio's default is 40): no more than the engines' pools
 # keep open (db.engine.POOL_SIZE), so that no request waits for a new connection.
@@ -73,7 +74,11 @@ def create_app(piguard: Piguard, *, owns_piguard: bool = False) -> FastAPI:
         specialise.add_routes(app.router, module.router)
     app.add_api_route("/docs", _docs_page(app), include_in_schema=False)
     # add_middleware wraps: the last added is the outermost.
-    app.add_middleware(BodyGuard, max_body_bytes=piguard.settings.max_body_bytes)
+    app.add_middleware(
+        BodyGuard,
+        max_body_bytes=piguard.settings.max_body_bytes,
+        per_path={BATCH_PATH: piguard.settings.max_batch_body_bytes},
+    )
     app.add_middleware(LastResort)
     app.add_middleware(SecurityHeaders)
     return app

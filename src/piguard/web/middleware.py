@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -80,22 +80,26 @@ def _with_security(
 
 class BodyGuard:
     """Refuses bodies over the limit (413) and bodies that are not JSON (415), then replays the
-    buffered body to the app."""
+    buffered body to the app. `per_path`: other limits for exact paths (a batch route)."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, per_path: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.per_path = dict(per_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.per_path.get(str(scope.get("path", "")), self.max_body_bytes)
         headers = dict(_lower(scope.get("headers", [])))
         length = headers.get(b"content-length")
         chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
         declared = int(length) if length is not None and length.isdigit() else None
-        if declared is not None and declared > self.max_body_bytes:
-            await self._too_large(send)
+        if declared is not None and declared > limit:
+            await _too_large(send, limit)
             return
         has_body = chunked or bool(declared)
         if has_body and not _is_json(headers.get(b"content-type", b"")):
@@ -109,8 +113,8 @@ class BodyGuard:
                 return
             body += message.get("body", b"")
             more = bool(message.get("more_body", False))
-            if len(body) > self.max_body_bytes:
-                await self._too_large(send)
+            if len(body) > limit:
+                await _too_large(send, limit)
                 return
         if body and not _is_json(headers.get(b"content-type", b"")):
             await _answer(send, 415, "unsupported_media_type", _NOT_JSON, field="Content-Type")
@@ -126,12 +130,12 @@ class BodyGuard:
 
         await self.app(scope, _receive, send)
 
-    async def _too_large(self, send: Send) -> None:
-        limit = self.max_body_bytes
-        text = LocalText(
-            f"请求体超过 {limit} 字节的上限", f"the body is over the limit of {limit} bytes"
-        )
-        await _answer(send, 413, "body_too_large", text, allowed=f"at most {limit} bytes")
+
+async def _too_large(send: Send, limit: int) -> None:
+    text = LocalText(
+        f"请求体超过 {limit} 字节的上限", f"the body is over the limit of {limit} bytes"
+    )
+    await _answer(send, 413, "body_too_large", text, allowed=f"at most {limit} bytes")
 
 
 class LastResort:

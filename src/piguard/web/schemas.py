@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
@@ -212,6 +212,16 @@ class DecideIn(_In):
     )
 
 
+MAX_BATCH: Final = 1000
+"""Requests in one `POST /v1/decide/batch`."""
+
+
+class DecideBatchIn(_In):
+    """Questions for one caller, answered in order, each audited like a single one."""
+
+    requests: Annotated[list[DecideIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
 class ActorOut(BaseModel):
     kind: str
     role: RoleKey
@@ -225,6 +235,10 @@ class ProjectionOut(BaseModel):
 class DecideOut(DecisionOut):
     actor: ActorOut
     projection: dict[str, ProjectionOut]
+
+
+class DecideBatchOut(BaseModel):
+    answers: list[DecideOut] = Field(description="One answer per request, in request order")
 
 
 # -- errors ----------------------------------------------------------------------------------------
