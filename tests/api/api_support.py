@@ -319,3 +319,15 @@ def running_api(var_dir: Path, clock: Clock | None = None) -> Iterator[Api]:
                 running.close()
     finally:
         piguard.close()
+
+
+@contextmanager
+def write_locked(db_file: Path) -> Iterator[None]:
+    """Another connection holds the database's write lock (`BEGIN IMMEDIATE`) meanwhile."""
+    conn = sqlite3.connect(db_file, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        yield
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_support import NAME, Api, Person, new_person, running_api
+from api_support import NAME, Api, Person, new_person, running_api, write_locked
 
 import piguard
 from piguard.audit.chain import encode
@@ -34,18 +34,6 @@ from piguard.settings import Settings
 
 SOURCES = str(Path(piguard.__file__).resolve().parents[1])
 ACCOUNT = Actor(ActorKind.SERVICE, "account_service", principal="test")
-
-
-@contextmanager
-def write_locked(db_file: Path) -> Iterator[None]:
-    """Another connection holds the database's write lock (`BEGIN IMMEDIATE`) meanwhile."""
-    conn = sqlite3.connect(db_file, isolation_level=None)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        yield
-        conn.execute("ROLLBACK")
-    finally:
-        conn.close()
 
 
 @pytest.fixture

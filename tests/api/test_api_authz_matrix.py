@@ -103,6 +103,17 @@ def _value(policy: Policy, category: str) -> str:
     return valid_value(policy, category, secrets.randbelow(10**9))
 
 
+def _decide_body(w: World, role: str, purpose: str) -> dict[str, Any]:
+    """A question about the world's subject: reading what the role's grant covers."""
+    return {
+        "action": "read",
+        "purpose": purpose,
+        "categories": list(_grant_cats(w, role, Action.READ, purpose)),
+        "subject_id": w.subject,
+        "case_reference": CASE,
+    }
+
+
 def _grant_cats(w: World, role: str, action: Action, purpose: str) -> tuple[str, ...]:
     grant = grant_for(w.policy, role, action, purpose)
     cats = grant.categories if grant is not None else w.policy.purposes[purpose].categories
@@ -237,15 +248,7 @@ PROBES: dict[tuple[str, str], Probe] = {
         None,
         lambda w, r, p: (
             "/v1/decide",
-            {
-                "json": {
-                    "action": "read",
-                    "purpose": p,
-                    "categories": list(_grant_cats(w, r, Action.READ, p)),
-                    "subject_id": w.subject,
-                    "case_reference": CASE,
-                }
-            },
+            {"json": _decide_body(w, r, p)},
         ),
         200,
         refused=200,
@@ -255,19 +258,7 @@ PROBES: dict[tuple[str, str], Probe] = {
         None,
         lambda w, r, p: (
             "/v1/decide/batch",
-            {
-                "json": {
-                    "requests": [
-                        {
-                            "action": "read",
-                            "purpose": p,
-                            "categories": list(_grant_cats(w, r, Action.READ, p)),
-                            "subject_id": w.subject,
-                            "case_reference": CASE,
-                        }
-                    ]
-                }
-            },
+            {"json": {"requests": [_decide_body(w, r, p)]}},
         ),
         200,
         refused=200,

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from api_support import NAME, PHONE, Api, new_person, running_api
+from api_support import NAME, PHONE, Api, new_person, running_api, write_locked
 
 from piguard.client import PiguardApiError
 
@@ -238,17 +236,6 @@ def test_s2_a_batch_body_may_exceed_the_single_limit_up_to_its_own(api: Api) -> 
     )
 
 
-@contextmanager
-def _write_locked(db_file: Path) -> Iterator[None]:
-    conn = sqlite3.connect(db_file, isolation_level=None)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        yield
-        conn.execute("ROLLBACK")
-    finally:
-        conn.close()
-
-
 def test_s2_a_batch_gets_503_not_answers_while_the_log_cannot_be_written(
     tmp_path: Path,
 ) -> None:
@@ -256,7 +243,7 @@ def test_s2_a_batch_gets_503_not_answers_while_the_log_cannot_be_written(
         agent = api.as_role("customer_service_agent")
         one = {"action": "read", "purpose": "customer_service", "categories": [PHONE]}
         agent.decide_batch([one])  # the key minted and recorded before the lock
-        with _write_locked(api.var_dir / "piguard.db"), pytest.raises(PiguardApiError) as error:
+        with write_locked(api.var_dir / "piguard.db"), pytest.raises(PiguardApiError) as error:
             agent.decide_batch([one] * 3)
         after = agent.decide_batch([one])
 
