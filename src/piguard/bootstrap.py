@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy import Engine
 
 from piguard.audit.log import AuditLog
 from piguard.audit.witness import DirectoryWitness, HttpWitness, Witness
 from piguard.auth.service import ApiKeys
+from piguard.committer import AnswerCommitter
 from piguard.consent.guardians import GuardianService
 from piguard.consent.service import ConsentService
 from piguard.db.engine import make_engine
@@ -55,8 +57,10 @@ class Piguard:
     recipients: RecipientRegistry
     api_keys: ApiKeys
     clock: Clock
+    answers: AnswerCommitter
 
     def close(self) -> None:
+        self.answers.close()
         self.audit.close()
         self.db.dispose()
         self.keystore_db.dispose()
@@ -164,4 +168,7 @@ def build(
         recipients=RecipientRegistry(policy),
         api_keys=api_keys,
         clock=clock,
+        answers=AnswerCommitter(
+            transactions, partial(audit.append, seal=False), api_keys.live, vault.versions
+        ),
     )

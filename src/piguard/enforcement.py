@@ -10,6 +10,7 @@ import hashlib
 import re
 
 from piguard.audit.ports import AuditDraft, AuditSink
+from piguard.audit.writer import check
 from piguard.db.uow import UnitOfWork
 from piguard.kernel.errors import Denied
 from piguard.kernel.text import LocalText
@@ -64,22 +65,37 @@ class Enforcer:
         """A decision for a caller that enforces it itself (`POST /v1/decide`): a denial is an
         answer, not an error. The caller acts on the answer as on data released, so the record is
         committed before it returns (AuditUnavailable otherwise), allow and deny alike."""
-        decision = self.engine.decide(req)
-        self.audit.record(_draft(req, decision, subject, detail, self._names))
+        decision, draft = self.drafted(req, subject, detail)
+        self.audit.record(draft)
         return decision
+
+    def drafted(
+        self, req: DecisionRequest, subject: str, detail: str = ""
+    ) -> tuple[Decision, AuditDraft]:
+        """The decision and the checked draft of its record, for a caller that commits the
+        record itself before acting on the answer (`committer.AnswerCommitter`)."""
+        decision = self.engine.decide(req)
+        return decision, check(_draft(req, decision, subject, detail, self._names))
 
     def answer_many(
         self, asked: list[tuple[DecisionRequest, str]], detail: str = ""
     ) -> list[Decision]:
         """`answer` for several (request, subject) pairs, in order (`POST /v1/decide/batch`):
         every record queued together, and one wait, for the commit of the last."""
-        decisions = [self.engine.decide(req) for req, _ in asked]
-        drafts = [
-            _draft(req, decision, subject, detail, self._names)
-            for (req, subject), decision in zip(asked, decisions, strict=True)
-        ]
+        decisions, drafts = self.drafted_many(asked, detail)
         self.audit.record_many(drafts)
         return decisions
+
+    def drafted_many(
+        self, asked: list[tuple[DecisionRequest, str]], detail: str = ""
+    ) -> tuple[list[Decision], list[AuditDraft]]:
+        """`drafted` for several (request, subject) pairs, in order."""
+        decisions = [self.engine.decide(req) for req, _ in asked]
+        drafts = [
+            check(_draft(req, decision, subject, detail, self._names))
+            for (req, subject), decision in zip(asked, decisions, strict=True)
+        ]
+        return decisions, drafts
 
     def public_reasons(self, decision: Decision) -> list[tuple[str, str]]:
         """(clause, code) pairs safe to show the caller: their own text reads `<input>`."""

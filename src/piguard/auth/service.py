@@ -12,11 +12,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Connection, Table, insert, select, update
 
 from piguard.audit.ports import AuditDraft, AuditSink
 from piguard.auth.tables import ApiKeyRow
@@ -35,6 +36,7 @@ _KEYS = cast(Table, ApiKeyRow.__table__)
 DEFAULT_DAYS: Final = {ActorKind.SUBJECT: 30}
 DEFAULT_OTHER_DAYS: Final = 90
 MAX_DAYS: Final = 366
+_KNOWN_KEYS: Final = 10_000  # keys remembered for `cached`
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,9 @@ class ApiKeys:
         self._clock = clock
         self._audit = audit
         self._guardian_role = policy.bindings.guardian_role
+        # key id -> (secret hash, caller, expiry): what `authenticate` last found, for `cached`
+        self._known: dict[str, tuple[str, Caller, datetime]] = {}
+        self._remembering = threading.Lock()
 
     def create(
         self,
@@ -150,19 +155,49 @@ class ApiKeys:
         return IssuedKey(key_id, role, f"{_PREFIX}_{key_id}.{secret}", expires)
 
     def authenticate(self, token: str) -> Caller:
-        prefix, _, rest = token.partition("_")
-        key_id, _, secret = rest.partition(".")
-        if prefix != _PREFIX or not key_id or not secret:
-            raise _unauthenticated()
+        """The caller a token names, read from the database now; Unauthenticated otherwise."""
+        key_id, secret = _parts(token)
         with self._tx.read() as uow:
             row = uow.connection.execute(select(_KEYS).where(_KEYS.c.id == key_id)).first()
         expected = row.secret_hash if row is not None else _hash("")
         if not hmac.compare_digest(expected, _hash(secret)) or row is None or row.revoked_at:
+            self._known.pop(key_id, None)
             raise _unauthenticated()
         role = self._policy.roles.get(row.role)
-        if role is None or self._clock.now() >= expiry_of(row, role.kind):
+        expires = expiry_of(row, role.kind) if role is not None else self._clock.now()
+        if role is None or self._clock.now() >= expires:
+            self._known.pop(key_id, None)
             raise _unauthenticated()
-        return Caller(Actor(role.kind, role.key, principal=row.id), row.subject_id)
+        caller = Caller(Actor(role.kind, role.key, principal=row.id), row.subject_id)
+        with self._remembering:  # iterating while another thread inserts would raise
+            if len(self._known) >= _KNOWN_KEYS:
+                self._known.pop(next(iter(self._known)), None)
+            self._known[key_id] = (expected, caller, expires)
+        return caller
+
+    def cached(self, token: str) -> Caller | None:
+        """The caller a token named when `authenticate` last read its key, if the secret matches
+        and the key has not expired since; None: authenticate it. Revocation by another process
+        is not seen here: an answer using this caller must check its key where its record
+        commits (`live`)."""
+        try:
+            key_id, secret = _parts(token)
+        except Unauthenticated:
+            return None
+        known = self._known.get(key_id)
+        if known is None or not hmac.compare_digest(known[0], _hash(secret)):
+            return None
+        if self._clock.now() >= known[2]:
+            return None
+        return known[1]
+
+    @staticmethod
+    def live(connection: Connection, key_ids: set[str]) -> set[str]:
+        """Of `key_ids`, those not revoked, read in the caller's transaction."""
+        rows = connection.execute(
+            select(_KEYS.c.id).where(_KEYS.c.id.in_(list(key_ids)), _KEYS.c.revoked_at.is_(None))
+        )
+        return {row.id for row in rows}
 
     def list_keys(self) -> list[KeyInfo]:
         """Every key, oldest first, without its secret or hash."""
@@ -202,6 +237,7 @@ class ApiKeys:
                 uow, [self._draft(actor, "key_revoke", key_id, row.role, row.subject_id)]
             )
             uow.commit()
+        self._known.pop(key_id, None)
         return True
 
     def revoke_subject_keys(self, uow: UnitOfWork, subject_id: str, *, actor: str) -> int:
@@ -220,6 +256,8 @@ class ApiKeys:
             .where(_KEYS.c.id.in_([r.id for r in rows]), _KEYS.c.revoked_at.is_(None))
             .values(revoked_at=self._clock.now())
         )
+        for r in rows:  # forgotten now: at worst, a later request reads the key afresh
+            self._known.pop(r.id, None)
         drafts = [self._draft(actor, "key_revoke", r.id, r.role, subject_id) for r in rows]
         self._audit.append(uow, drafts)
         return len(rows)
@@ -253,6 +291,15 @@ class ApiKeys:
             policy_version=self._policy.key,
             detail=f"{action}:{key_id}:role:{role}",
         )
+
+
+def _parts(token: str) -> tuple[str, str]:
+    """A token's key id and secret; Unauthenticated when it has not the shape of one."""
+    prefix, _, rest = token.partition("_")
+    key_id, _, secret = rest.partition(".")
+    if prefix != _PREFIX or not key_id or not secret:
+        raise _unauthenticated()
+    return key_id, secret
 
 
 def expiry_of(row: Any, kind: ActorKind) -> datetime:

@@ -19,7 +19,7 @@ from piguard.logs import install_record_factory, uvicorn_log_config
 from piguard.population import seed_population
 from piguard.vault.tables import SubjectRow
 from piguard.web.app import create_app
-from piguard.web.factory import TARGET
+from piguard.web.factory import TARGET, freeze_start_up
 
 console = Console()
 DEMO_ROLES = (
@@ -148,7 +148,9 @@ def _run(app_: Piguard, host: str, port: int) -> None:
     # and seals the head, rather than the default handler ending the process at once.
     previous = signal.signal(signal.SIGTERM, _stopped)
     try:
-        uvicorn.Server(server_config(app_, host, port)).run()
+        config = server_config(app_, host, port)
+        freeze_start_up()
+        uvicorn.Server(config).run()
     finally:
         app_.close()
         signal.signal(signal.SIGTERM, previous)

@@ -386,6 +386,16 @@ class VaultService:
         with self._tx.read() as uow:
             return {s: self.live_state(uow.connection, s) for s in dict.fromkeys(subject_ids)}
 
+    def cached_state(self, subject_id: str) -> tuple[SubjectState, tuple[int, str]] | None:
+        """The snapshot this process last read of a subject, with the version it was read at;
+        current only while that version is (`committer.Basis`). None: read it afresh."""
+        return self._states.cached(subject_id)
+
+    @staticmethod
+    def versions(connection: Connection, subject_ids: set[str]) -> dict[str, tuple[int, str]]:
+        """(state version, status) of each existing subject of `subject_ids`."""
+        return VaultRepository(connection).versions(subject_ids)
+
     def live_state(
         self, connection: Connection, subject_id: str, *, lock: bool = False
     ) -> SubjectState:

@@ -25,7 +25,7 @@ from piguard.policy.model import Policy
 from piguard.vault.crypto import aad_for
 from piguard.vault.identifiers import age_on, birth_date_from_resident_id
 from piguard.vault.keys import DataKeys
-from piguard.vault.repository import SubjectStatus, VaultRepository
+from piguard.vault.repository import GONE, SubjectStatus, VaultRepository
 
 _CACHE_SIZE = 20_000
 # (version, snapshot, birth date, the day `aged` was computed for, snapshot with age then)
@@ -42,7 +42,6 @@ class SubjectStates:
     def of(self, connection: Connection, subject: SubjectStatus) -> SubjectState:
         """The current snapshot of a subject whose row was read in this transaction."""
         version = (subject.state_version, subject.status)
-        today = self._clock.now().date()
         hit = self._cache.get(subject.id)
         if hit is None or hit[0] != version:
             state, birth = self._load(connection, subject)
@@ -50,13 +49,26 @@ class SubjectStates:
             self._cache[subject.id] = hit
             if len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
-        _, state, birth, aged_on, aged = hit
+        return self._aged(subject.id, hit)
+
+    def cached(self, subject_id: str) -> tuple[SubjectState, tuple[int, str]] | None:
+        """The snapshot last read of a subject and its (state version, status), without reading
+        the database: current only if that version still is (`committer.Basis`). None: not
+        cached, or gone then."""
+        hit = self._cache.get(subject_id)
+        if hit is None or hit[0][1] in GONE:
+            return None
+        return self._aged(subject_id, hit), hit[0]
+
+    def _aged(self, subject_id: str, hit: _Entry) -> SubjectState:
+        version, state, birth, aged_on, aged = hit
+        today = self._clock.now().date()
         if birth is None or aged_on == today:
             return aged
         # The age changes at most daily: rebuilding the snapshot for it on every decision would
         # cost more than the decision.
         aged = replace(state, age=age_on(birth, today) if birth <= today else 0)
-        self._cache[subject.id] = (version, state, birth, today, aged)
+        self._cache[subject_id] = (version, state, birth, today, aged)
         return aged
 
     def _load(

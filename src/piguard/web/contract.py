@@ -94,6 +94,7 @@ class Specialiser:
             target.add_api_route(
                 route.path,
                 self.endpoint(route.endpoint),
+                response_model=self.annotation(route.response_model),
                 methods=sorted(route.methods or ()),
                 status_code=route.status_code,
                 tags=list(route.tags),

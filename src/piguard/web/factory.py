@@ -7,6 +7,8 @@ it stops. The parent has already migrated the databases, so workers never race t
 
 from __future__ import annotations
 
+import gc
+
 from fastapi import FastAPI
 
 from piguard.bootstrap import build
@@ -20,4 +22,14 @@ TARGET = f"{__name__}:app_from_environment"
 def app_from_environment() -> FastAPI:
     """The API over a `Piguard` built in this process, closed by the app's shutdown."""
     install_record_factory()  # every record made in the worker is redacted too
-    return create_app(build(Settings(), migrate=False), owns_piguard=True)
+    app = create_app(build(Settings(), migrate=False), owns_piguard=True)
+    freeze_start_up()
+    return app
+
+
+def freeze_start_up() -> None:
+    """Exempt what start-up built (policy, compiled grants, modules, pools) from the cyclic
+    garbage collector: a full collection walked all of it, tens of milliseconds during which
+    the process served nothing, the p99 of a loaded server."""
+    gc.collect()
+    gc.freeze()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 
 from piguard.consent.model import ConsentEvent
@@ -41,6 +41,28 @@ def decide_out(
             for key, p in decision.projection.items()
         },
     )
+
+
+_RENDERED = 4096  # rendered answers kept: one per (decision, role) the engine hands out
+
+
+def decide_json(
+    decision: Decision, actor: Actor, reasons: Callable[[Decision], list[tuple[str, str]]]
+) -> bytes:
+    """`decide_out` as JSON, rendered once per engine answer and role: the engine hands out the
+    same immutable `Decision` for the same case, so most answers are a dictionary lookup."""
+    key = (id(decision), actor.kind, actor.role)
+    hit = _rendered.get(key)
+    if hit is not None and hit[0] is decision:  # the id of a decision since freed is not it
+        return hit[1]
+    body = decide_out(decision, actor, reasons(decision)).model_dump_json().encode()
+    if len(_rendered) >= _RENDERED:
+        _rendered.clear()
+    _rendered[key] = (decision, body)
+    return body
+
+
+_rendered: dict[tuple[int, object, str], tuple[Decision, bytes]] = {}
 
 
 def values_out(values: Iterable[StoredValue]) -> list[ValueOut]:

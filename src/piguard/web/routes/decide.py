@@ -8,22 +8,28 @@ A batch is the same questions in one round trip: every subject checked (binding,
 before anything is decided, so one that may not be asked about refuses the whole batch with the
 single route's error and nothing is audited; then all are decided on one instant and the answer
 waits for the commit of the last record.
+
+Both answer on the event loop when this process knows the caller's key and every subject's
+snapshot, and commit the records only if those are still current (`committer`); otherwise, or
+when they changed meanwhile, in a worker thread, on the key and state read afresh.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 
 from piguard.auth.service import Caller
 from piguard.bootstrap import Piguard
-from piguard.policy.decision import DecisionRequest, SubjectState
+from piguard.committer import Basis, Stale, SubjectVersion
+from piguard.policy.decision import Decision, DecisionRequest, SubjectState
 from piguard.web.contract import CALLER, WRITE, errors
-from piguard.web.deps import CallerDep, PiguardDep, check_binding
+from piguard.web.deps import SECURED, ApiCallDep, cached_first, check_binding
 from piguard.web.schemas import DecideBatchIn, DecideBatchOut, DecideIn, DecideOut
-from piguard.web.views import decide_out
+from piguard.web.views import decide_json
 
 router = APIRouter(prefix="/v1/decide", tags=["decisions"])
 
@@ -31,38 +37,114 @@ _DETAIL = "decide"
 _NO_SUBJECT = SubjectState()
 
 
-@router.post("", responses=errors(*CALLER, *WRITE, 404, 409))
-def decide(body: DecideIn, caller: CallerDep, piguard: PiguardDep) -> DecideOut:
+@router.post(
+    "",
+    response_model=DecideOut,
+    responses=errors(*CALLER, *WRITE, 404, 409),
+    openapi_extra=SECURED,
+)
+async def decide(body: DecideIn, request: Request, call: ApiCallDep) -> Response:
     """Decide one request for the caller, on the subject's current state when one is named."""
-    subject = check_binding(caller, body.subject_id) if body.subject_id is not None else None
-    state = piguard.vault.snapshot(subject) if subject is not None else _NO_SUBJECT
-    req = _request(body, caller, piguard, state, piguard.clock.now())
-    decision = piguard.enforcer.answer(req, subject or "", detail=_DETAIL)
-    return decide_out(decision, req.actor, piguard.enforcer.public_reasons(decision))
+    piguard = call.piguard
+
+    async def cached(caller: Caller) -> Response:
+        subject = body.subject_id
+        basis = _cached_basis(piguard, caller, [subject])
+        state = basis[subject][0] if subject is not None else _NO_SUBJECT
+        req = _request(body, caller, piguard, state, piguard.clock.now())
+        decision, draft = piguard.enforcer.drafted(req, subject or "", detail=_DETAIL)
+        await piguard.answers.commit(_basis(caller, basis), [draft])
+        return _out(piguard, req, decision)
+
+    def fresh(caller: Caller) -> Response:
+        subject = check_binding(caller, body.subject_id) if body.subject_id is not None else None
+        state = piguard.vault.snapshot(subject) if subject is not None else _NO_SUBJECT
+        req = _request(body, caller, piguard, state, piguard.clock.now())
+        return _out(piguard, req, piguard.enforcer.answer(req, subject or "", detail=_DETAIL))
+
+    return await cached_first(request, call, cached, fresh)
 
 
-@router.post("/batch", responses=errors(*CALLER, *WRITE, 404, 409))
-def decide_batch(body: DecideBatchIn, caller: CallerDep, piguard: PiguardDep) -> DecideBatchOut:
+@router.post(
+    "/batch",
+    response_model=DecideBatchOut,
+    responses=errors(*CALLER, *WRITE, 404, 409),
+    openapi_extra=SECURED,
+)
+async def decide_batch(body: DecideBatchIn, request: Request, call: ApiCallDep) -> Response:
     """Decide 1..1000 requests for the caller, in order, each audited as `POST /v1/decide`
     audits one; the answer leaves once every record is committed. The body may be up to
     `PIGUARD_MAX_BATCH_BODY_BYTES` (default 2 MiB)."""
-    named = [check_binding(caller, r.subject_id) for r in body.requests if r.subject_id]
-    states = piguard.vault.snapshots(named)
+    piguard = call.piguard
+
+    async def cached(caller: Caller) -> Response:
+        basis = _cached_basis(piguard, caller, [r.subject_id for r in body.requests])
+        asked = _asked(body, caller, piguard, {s: state for s, (state, _) in basis.items()})
+        decisions, drafts = piguard.enforcer.drafted_many(asked, detail=_DETAIL)
+        await piguard.answers.commit(_basis(caller, basis), drafts)
+        return _batch_out(piguard, asked, decisions)
+
+    def fresh(caller: Caller) -> Response:
+        named = [check_binding(caller, r.subject_id) for r in body.requests if r.subject_id]
+        asked = _asked(body, caller, piguard, piguard.vault.snapshots(named))
+        decisions = piguard.enforcer.answer_many(asked, detail=_DETAIL)
+        return _batch_out(piguard, asked, decisions)
+
+    return await cached_first(request, call, cached, fresh)
+
+
+_Known = dict[str, tuple[SubjectState, SubjectVersion]]
+
+
+def _cached_basis(piguard: Piguard, caller: Caller, named: list[str | None]) -> _Known:
+    """Each named subject the caller may address, with its cached snapshot and version; Stale
+    when one is not cached: read them afresh."""
+    known: _Known = {}
+    for subject in named:
+        if subject is None or subject in known:
+            continue
+        check_binding(caller, subject)
+        found = piguard.vault.cached_state(subject)
+        if found is None:
+            raise Stale
+        known[subject] = found
+    return known
+
+
+def _basis(caller: Caller, known: _Known) -> Basis:
+    return Basis(caller.actor.principal, tuple((s, v) for s, (_, v) in known.items()))
+
+
+def _asked(
+    body: DecideBatchIn, caller: Caller, piguard: Piguard, states: Mapping[str, SubjectState]
+) -> list[tuple[DecisionRequest, str]]:
     at = piguard.clock.now()
-    asked = [
-        (_request(r, caller, piguard, states.get(r.subject_id or "", _NO_SUBJECT), at), r)
+    return [
+        (
+            _request(r, caller, piguard, states.get(r.subject_id or "", _NO_SUBJECT), at),
+            r.subject_id or "",
+        )
         for r in body.requests
     ]
-    decisions = piguard.enforcer.answer_many(
-        [(req, r.subject_id or "") for req, r in asked], detail=_DETAIL
-    )
+
+
+def _out(piguard: Piguard, req: DecisionRequest, decision: Decision) -> Response:
+    return _json(decide_json(decision, req.actor, piguard.enforcer.public_reasons))
+
+
+def _batch_out(
+    piguard: Piguard, asked: list[tuple[DecisionRequest, str]], decisions: list[Decision]
+) -> Response:
     reasons = piguard.enforcer.public_reasons
-    return DecideBatchOut(
-        answers=[
-            decide_out(decision, req.actor, reasons(decision))
-            for (req, _), decision in zip(asked, decisions, strict=True)
-        ]
+    answers = b",".join(
+        decide_json(decision, req.actor, reasons)
+        for (req, _), decision in zip(asked, decisions, strict=True)
     )
+    return _json(b'{"answers":[' + answers + b"]}")
+
+
+def _json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
 
 
 def _request(
