@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import TypeVar
 
 from piguard.audit.ports import AuditDraft, AuditSink
-from piguard.audit.writer import check
+from piguard.audit.writer import check, for_subject
 from piguard.db.uow import UnitOfWork
 from piguard.kernel.errors import Denied
 from piguard.kernel.text import LocalText
@@ -22,6 +23,8 @@ from piguard.policy.model import Action, Policy
 # Each part of an audit record's code stays short enough for all of them to fit its 200 chars.
 _CODE_CHARS = 64
 _PLAIN_REFERENCE = re.compile(r"[A-Za-z0-9_.-][A-Za-z0-9_.:-]{0,31}")
+
+T = TypeVar("T")
 
 _INPUT = "<input>"  # a part of a reason code that is the caller's text, not a policy name
 _AUDIT_INPUT = "input"  # the same, in the audit record's code alphabet
@@ -69,6 +72,19 @@ class Enforcer:
         self.audit.record(draft)
         return decision
 
+    def settle(self, decision: Decision, draft: AuditDraft, result: T) -> T:
+        """`result` once `draft` is committed (AuditUnavailable otherwise), if `decision`
+        allows; a denial's record is only queued, and `refusal` raised."""
+        if not decision.allowed:
+            self.audit.enqueue(draft)
+            raise self.refusal(decision)
+        self.audit.record(draft)
+        return result
+
+    def refusal(self, decision: Decision) -> Denied:
+        """The error a denial is raised as: its clauses and codes, never the caller's text."""
+        return denied(decision, self._names)
+
     def drafted(
         self, req: DecisionRequest, subject: str, detail: str = ""
     ) -> tuple[Decision, AuditDraft]:
@@ -91,10 +107,17 @@ class Enforcer:
     ) -> tuple[list[Decision], list[AuditDraft]]:
         """`drafted` for several (request, subject) pairs, in order."""
         decisions = [self.engine.decide(req) for req, _ in asked]
-        drafts = [
-            check(_draft(req, decision, subject, detail, self._names))
-            for (req, subject), decision in zip(asked, decisions, strict=True)
-        ]
+        # A batch asks few distinct questions about many subjects: each question's record is
+        # drafted and checked once, then stamped with each subject (checked on its own).
+        made: dict[tuple[object, ...], AuditDraft] = {}
+        drafts = []
+        for (req, subject), decision in zip(asked, decisions, strict=True):
+            # Every decision is alive in `decisions` meanwhile: its id names it.
+            key = (id(decision), req.actor, req.action, req.purpose, req.categories, req.exemption)
+            made_once = made.get(key)
+            if made_once is None:
+                made_once = made[key] = check(_draft(req, decision, "", detail, self._names))
+            drafts.append(for_subject(made_once, subject))
         return decisions, drafts
 
     def public_reasons(self, decision: Decision) -> list[tuple[str, str]]:

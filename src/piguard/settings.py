@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     # POST /v1/decide/batch: 1,000 requests of ~150 bytes, with room for long category lists.
     max_batch_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Requests in the app at once, per process; the next is refused with 503 and Retry-After.
+    max_in_flight: int = Field(default=256, ge=1, le=100_000)
     log_level: str = "INFO"
     audit_witness: str | None = None
     audit_witness_token: SecretStr | None = None

@@ -305,11 +305,12 @@ def serve_config(config: uvicorn.Config) -> Iterator[str]:
 
 
 @contextmanager
-def running_api(var_dir: Path, clock: Clock | None = None) -> Iterator[Api]:
-    """A real server over an app built in `var_dir` (dev settings, SQLite), closed afterwards."""
+def running_api(var_dir: Path, clock: Clock | None = None, **settings: object) -> Iterator[Api]:
+    """A real server over an app built in `var_dir` (dev settings, SQLite, and `settings`),
+    closed afterwards."""
     from piguard.web.app import create_app  # the web layer only where a server is wanted
 
-    piguard = build(Settings(dev=True, var_dir=var_dir), clock=clock)
+    piguard = build(Settings(dev=True, var_dir=var_dir, **settings), clock=clock)  # type: ignore[arg-type]
     try:
         with serve(create_app(piguard)) as base_url:
             running = Api(base_url, piguard, var_dir)

@@ -5,7 +5,9 @@ database (another process, with caches of its own), and prove the very next answ
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -183,3 +185,91 @@ def test_s2_a_cached_key_stops_working_when_it_expires(clocked: tuple[Api, Fixed
     clock.advance(timedelta(days=1))
 
     assert _decide(api, issued.token, QUESTION).status_code == 401
+
+
+def _read(api: Api, token: str, subject: str, purpose: str = "customer_service") -> httpx.Response:
+    with api.raw() as raw:
+        return raw.get(
+            f"/v1/subjects/{subject}",
+            params={"purpose": purpose},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+
+def test_s2_a_read_with_a_key_revoked_elsewhere_releases_nothing(api: Api) -> None:
+    subject = api.register(new_person())
+    issued = api.piguard.api_keys.create(AGENT, "cached reader")
+    for _ in range(2):
+        assert _read(api, issued.token, subject).status_code == 200
+    with other_process(api) as other:
+        other.api_keys.revoke(issued.key_id)
+    head = api.audit_head()
+
+    denied = _read(api, issued.token, subject, purpose="personalization")  # the cached key
+    refused = _read(api, issued.token, subject)
+
+    assert (denied.status_code, refused.status_code) == (401, 401)
+    assert "values" not in refused.json()
+    assert [r for r in api.records_since(head) if r["action"] == "read"] == []
+
+
+def test_r4_a_read_of_a_subject_erased_elsewhere_is_not_found(api: Api) -> None:
+    subject = api.register(new_person())
+    token = api.token(AGENT)
+    assert _read(api, token, subject).status_code == 200
+    with other_process(api) as other:
+        other.vault.erase_subject(_own(other, subject), subject)
+
+    assert _read(api, token, subject).status_code == 404
+
+
+def test_s2_a_subject_key_reads_only_its_own_subject_on_the_cached_path(api: Api) -> None:
+    mine, theirs = api.register(new_person()), api.register(new_person())
+    own = api.piguard.api_keys.create("subject", "own", mine).token
+    assert _read(api, own, mine, purpose="self_service").status_code == 200
+    assert _read(api, api.token(AGENT), theirs).status_code == 200
+
+    probe = _read(api, own, theirs, purpose="self_service")
+
+    assert (probe.status_code, probe.json()["code"]) == (404, "not_found")
+    assert "values" not in probe.json()
+
+
+def test_s2_a_denied_read_on_the_cached_path_is_refused_and_recorded(api: Api) -> None:
+    subject = api.register(new_person())
+    token = api.token(AGENT)
+    assert _read(api, token, subject).status_code == 200
+    head = api.audit_head()
+
+    refused = _read(api, token, subject, purpose="personalization")
+
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "denied"
+    records = [r for r in api.records_since(head) if r["action"] == "read"]
+    assert [(r["purpose"], r["effect"]) for r in records] == [("personalization", "deny")]
+
+
+def test_s2_an_overloaded_server_refuses_at_once_with_a_retry_hint(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Two requests in the app at most: while the database is locked they wait (up to the
+    audit's bound), and the rest are refused at once, never queued into timeouts."""
+    with running_api(tmp_path_factory.mktemp("overload"), max_in_flight=2) as api:
+        token = api.token(AGENT)
+        _warm(api, token, QUESTION)
+        with write_locked(api.var_dir / "piguard.db"), ThreadPoolExecutor(10) as pool:
+            started = time.monotonic()
+            answers = list(pool.map(lambda _: _decide(api, token, QUESTION), range(10)))
+            took = time.monotonic() - started
+        after = _decide(api, token, QUESTION)
+
+    codes = sorted(a.json()["code"] for a in answers)
+    assert {a.status_code for a in answers} == {503}
+    assert codes.count("overloaded") >= 8
+    assert set(codes) <= {"overloaded", "audit_unavailable"}
+    assert all(a.headers["Retry-After"] == "1" for a in answers)
+    overloaded = next(a.json() for a in answers if a.json()["code"] == "overloaded")
+    assert overloaded["message"]["zh"]
+    assert overloaded["message"]["en"]
+    assert took < 5  # the admitted two waited at most the audit's 2 s bound
+    assert after.status_code == 200

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Row
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
+from piguard.audit.ports import AuditDraft
 from piguard.consent.model import ConsentEvent, ConsentEventKind, Guardianship
 from piguard.consent.repository import ConsentRepository
 from piguard.db.uow import Transactions
@@ -67,6 +68,16 @@ class WardLink:
 class ReadResult:
     subject_id: str
     values: tuple[StoredValue, ...]
+    decision: Decision
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRead:
+    """A read before its audit record is committed: a denial's `result` holds no values."""
+
+    draft: AuditDraft
+    version: tuple[int, str]
+    result: ReadResult
     decision: Decision
 
 
@@ -228,6 +239,16 @@ class VaultService:
         self, actor: Actor, subject_id: str, purpose: str, categories: tuple[str, ...]
     ) -> ReadResult:
         """Decrypt and project the values of some categories for a declared purpose."""
+        pending = self.read_unrecorded(actor, subject_id, purpose, categories)
+        return self._enforcer.settle(pending.decision, pending.draft, pending.result)
+
+    def read_unrecorded(
+        self, actor: Actor, subject_id: str, purpose: str, categories: tuple[str, ...]
+    ) -> PendingRead:
+        """`read` up to its audit record: the decision, its checked draft and, when allowed,
+        the values decrypted and projected. Nothing of it may leave before the draft is
+        committed (`Enforcer.settle`, or `committer.AnswerCommitter` with `version` as the
+        subject's basis); a denial is raised once its record is (`Enforcer.refusal`)."""
         with self._tx.read() as uow:
             found, rows = VaultRepository(uow.connection).subject_with_values(
                 subject_id, categories
@@ -242,12 +263,15 @@ class VaultService:
                 self._states.of(uow.connection, subject),
                 source_purposes=sources,
             )
-        # Decided and audited once the snapshot is let go: the read waits for its record's
-        # commit, and a read transaction held meanwhile keeps SQLite's WAL from being reset.
-        decision = self._enforcer.require(req, subject_id)
-        key = self._keys.get(subject_id) if rows else None
-        values = tuple(self._open(key, subject_id, row, decision) for row in rows if key)
-        return ReadResult(subject_id, values, decision)
+        # Decided once the snapshot is let go: the read waits for its record's commit, and a
+        # read transaction held meanwhile keeps SQLite's WAL from being reset.
+        decision, draft = self._enforcer.drafted(req, subject_id)
+        values: tuple[StoredValue, ...] = ()
+        if decision.allowed and rows:
+            key = self._keys.get(subject_id)
+            values = tuple(self._open(key, subject_id, row, decision) for row in rows)
+        result = ReadResult(subject_id, values, decision)
+        return PendingRead(draft, (subject.state_version, subject.status), result, decision)
 
     # -- changes (R1, R6) -----------------------------------------------------------------------
 
@@ -487,9 +511,8 @@ class VaultService:
         return max(ends) if ends else None
 
     def _open(
-        self, key: DataKey | None, subject_id: str, row: Row[Any], decision: Decision
+        self, key: DataKey, subject_id: str, row: Row[Any], decision: Decision
     ) -> StoredValue:
-        assert key is not None  # noqa: S101 - only called with a key
         # A stored value that validation would refuse today (written before a check existed, or
         # behind the service's back) is still shown to whoever may read it: never a 500.
         raw = key.decrypt(row.ciphertext, aad_for(subject_id, row.category, row.id))

@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse
 from piguard.bootstrap import Piguard
 from piguard.web.contract import Specialiser, vocabulary
 from piguard.web.errors import install_error_handlers
-from piguard.web.middleware import BodyGuard, LastResort, SecurityHeaders
+from piguard.web.middleware import Admission, BodyGuard, LastResort, SecurityHeaders
 from piguard.web.refusals import RefusalAudit
 from piguard.web.routes import (
     audit,
@@ -81,6 +81,7 @@ def create_app(piguard: Piguard, *, owns_piguard: bool = False) -> FastAPI:
     )
     app.add_middleware(LastResort)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(Admission, limit=piguard.settings.max_in_flight)
     return app
 
 

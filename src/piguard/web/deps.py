@@ -26,6 +26,7 @@ T = TypeVar("T")
 
 SUBJECT_ID_PATTERN: Final = r"^[A-Za-z0-9_]{1,64}$"
 _MAX_TOKEN = 512
+SubjectId = Annotated[str, Path(pattern=SUBJECT_ID_PATTERN, description="Subject pseudonym")]
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -115,7 +116,7 @@ def check_binding(caller: Caller, subject_id: str) -> str:
 
 async def bound_subject(
     caller: CallerDep,
-    subject_id: Annotated[str, Path(pattern=SUBJECT_ID_PATTERN, description="Subject pseudonym")],
+    subject_id: SubjectId,
 ) -> str:
     return check_binding(caller, subject_id)
 

@@ -78,6 +78,37 @@ def _with_security(
     return out
 
 
+class Admission:
+    """At most `limit` requests in the app at once; the next gets 503 `overloaded` with
+    `Retry-After` at once. What is admitted waits in bounded queues (worker threads, the audit
+    commit, each with its own time bound), so an overload is refused early rather than piled up
+    into timeouts."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.in_flight = 0  # the event loop's thread only: no lock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            await _answer(send, 503, "overloaded", _OVERLOADED, retry_after=OVERLOAD_RETRY)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+OVERLOAD_RETRY: Final = 1  # seconds a refused caller should wait
+_OVERLOADED: Final = LocalText(
+    "服务繁忙，请稍后重试；未做任何处理", "the service is busy; nothing was done, retry later"
+)
+
+
 class BodyGuard:
     """Refuses bodies over the limit (413) and bodies that are not JSON (415), then replays the
     buffered body to the app. `per_path`: other limits for exact paths (a batch route)."""
@@ -190,18 +221,16 @@ async def _answer(
     *,
     field: str | None = None,
     allowed: str | None = None,
+    retry_after: int | None = None,
 ) -> None:
     body = public(error_body(code, text, field=field, allowed=allowed))
     payload = json.dumps(body, ensure_ascii=False).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", _JSON),
-                (b"content-length", str(len(payload)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", _JSON),
+        (b"content-length", str(len(payload)).encode()),
+        (b"connection", b"close"),
+    ]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

@@ -165,7 +165,9 @@ def test_s2_reads_fail_closed_while_the_log_cannot_be_written(
 
 
 def test_s2_the_queue_is_bounded(database_url: str, migrated_engine: Engine, cp_file: Path) -> None:
-    log = new_log(migrated_engine, cp_file, max_pending=5, batch_size=2)
+    # The flusher never takes a batch meanwhile (none is full, its tick is long): a batch out of
+    # the queue, blocked on the lock, would leave room for one more and make this a race.
+    log = new_log(migrated_engine, cp_file, max_pending=5, batch_size=100, flush_interval=60)
     try:
         with write_locked(database_url):
             accepted = 0

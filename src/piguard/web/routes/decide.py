@@ -25,7 +25,7 @@ from fastapi import APIRouter, Request, Response
 from piguard.auth.service import Caller
 from piguard.bootstrap import Piguard
 from piguard.committer import Basis, Stale, SubjectVersion
-from piguard.policy.decision import Decision, DecisionRequest, SubjectState
+from piguard.policy.decision import Actor, Decision, DecisionRequest, SubjectState
 from piguard.web.contract import CALLER, WRITE, errors
 from piguard.web.deps import SECURED, ApiCallDep, cached_first, check_binding
 from piguard.web.schemas import DecideBatchIn, DecideBatchOut, DecideIn, DecideOut
@@ -152,7 +152,7 @@ def _request(
 ) -> DecisionRequest:
     return DecisionRequest(
         action=body.action,
-        actor=replace(caller.actor, case_reference=body.case_reference, authority=body.authority),
+        actor=_actor(caller.actor, body.case_reference, body.authority),
         purpose=body.purpose,
         categories=tuple(dict.fromkeys(body.categories)),
         subject=subject,
@@ -161,3 +161,10 @@ def _request(
         exemption=body.exemption,
         at=at,
     )
+
+
+def _actor(actor: Actor, case_reference: str | None, authority: str | None) -> Actor:
+    """The caller with the case and authority its question names (most name none)."""
+    if actor.case_reference == case_reference and actor.authority == authority:
+        return actor
+    return replace(actor, case_reference=case_reference, authority=authority)

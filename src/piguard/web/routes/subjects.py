@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
 
+from piguard.auth.service import Caller
 from piguard.bootstrap import Piguard
+from piguard.committer import Basis
+from piguard.policy.decision import Actor
+from piguard.vault.service import ReadResult
 from piguard.web.contract import CALLER, WRITE, errors
-from piguard.web.deps import CallerDep, PiguardDep, SubjectDep
+from piguard.web.deps import (
+    SECURED,
+    ApiCallDep,
+    CallerDep,
+    PiguardDep,
+    SubjectDep,
+    SubjectId,
+    cached_first,
+    check_binding,
+)
 from piguard.web.schemas import (
     CategoryList,
     CollectIn,
@@ -66,12 +81,17 @@ def register(body: RegisterIn, caller: CallerDep, piguard: PiguardDep) -> Regist
     return RegisteredOut(subject_id=piguard.vault.register(caller.actor, body.values, body.source))
 
 
-@router.get("/{subject_id}", responses=errors(*CALLER, 404, 409, 422))
-def read(
-    subject: SubjectDep,
+@router.get(
+    "/{subject_id}",
+    response_model=ReadOut,
+    responses=errors(*CALLER, 404, 409, 422),
+    openapi_extra=SECURED,
+)
+async def read(
+    subject_id: SubjectId,
     purpose: Purpose,
-    caller: CallerDep,
-    piguard: PiguardDep,
+    request: Request,
+    call: ApiCallDep,
     categories: Categories = None,
     case_reference: CaseReference = None,
     authority: Authority = None,
@@ -79,10 +99,31 @@ def read(
     """Values projected by the decision: clear, masked or withheld (R1, S2, DEF2, U3). Reads
     that the policy grants only with a case (R4 held data, SH4, SH5, T1) name it here; it is
     recorded, and decides nothing by itself."""
-    actor = replace(caller.actor, case_reference=case_reference, authority=authority)
-    result = piguard.vault.read(
-        actor, subject, purpose, categories_of(piguard, purpose, categories)
-    )
+    piguard = call.piguard
+    asked = categories_of(piguard, purpose, categories)
+
+    def actor(caller: Caller) -> Actor:
+        check_binding(caller, subject_id)
+        return replace(caller.actor, case_reference=case_reference, authority=authority)
+
+    async def cached(caller: Caller) -> ReadOut:
+        # The database is read in a worker thread; the record commits with the caller's key
+        # and the subject's state still as they were (`committer`), before anything leaves.
+        read = partial(piguard.vault.read_unrecorded, actor(caller), subject_id, purpose, asked)
+        pending = await run_in_threadpool(read)
+        basis = Basis(caller.actor.principal, ((subject_id, pending.version),))
+        await piguard.answers.commit(basis, [pending.draft])
+        if not pending.decision.allowed:
+            raise piguard.enforcer.refusal(pending.decision)
+        return _read_out(pending.result)
+
+    def fresh(caller: Caller) -> ReadOut:
+        return _read_out(piguard.vault.read(actor(caller), subject_id, purpose, asked))
+
+    return await cached_first(request, call, cached, fresh)
+
+
+def _read_out(result: ReadResult) -> ReadOut:
     return ReadOut(
         subject_id=result.subject_id,
         values=values_out(result.values),
