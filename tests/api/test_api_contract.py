@@ -293,10 +293,11 @@ def schemathesis(
     ("role", "operations"),
     [
         ("privacy_officer", ["--exclude-name", REVOKE]),
+        ("account_service", ["--exclude-name", REVOKE]),  # registers: values reach the vault
         (None, []),
         ("privacy_officer", ["--include-name", REVOKE]),
     ],
-    ids=["privacy_officer", "unauthenticated", "privacy_officer-revoke"],
+    ids=["privacy_officer", "account_service", "unauthenticated", "privacy_officer-revoke"],
 )
 def test_s2_schemathesis_finds_no_failures(
     throwaway: Api, role: str | None, operations: list[str]

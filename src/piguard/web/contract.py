@@ -75,7 +75,6 @@ def vocabulary(policy: Policy) -> Vocabulary:
     return {
         "purposes": tuple(policy.purposes),
         "categories": tuple(policy.categories),
-        "lookups": lookup_categories(policy),
         "settings": tuple(policy.settings),
         "roles": tuple(policy.roles),
     }
@@ -194,16 +193,30 @@ def _scope(policy: Policy) -> Schema:
 
 
 def _lookup(policy: Policy) -> Schema:
-    """Each lookup category with the format of its values (merged into `LookupIn`)."""
+    """Only the lookup categories, each with the format of its values (merged into `LookupIn`;
+    the vault refuses any other category with its own 422, naming the lookup categories)."""
+    lookups = lookup_categories(policy)
+    if not lookups:  # nothing to look up by: every request is a 422
+        return {"not": {}}
     return {
+        "properties": {"category": {"type": "string", "enum": list(lookups)}},
         "oneOf": [
             {
                 "properties": {"category": {"const": key}, "value": _ref(_validator(policy, key))},
                 "required": ["category", "value"],
             }
             for key in lookup_categories(policy)
-        ]
+        ],
     }
+
+
+def _merge(schema: dict[str, Any], extra: Schema) -> None:
+    """`extra`'s keywords into a model's `schema`; its properties replace those of the same name."""
+    for key, value in extra.items():
+        if key == "properties":
+            schema.setdefault("properties", {}).update(value)
+        else:
+            schema[key] = value
 
 
 def shapes(policy: Policy) -> dict[ShapeKind, Schema]:
@@ -321,7 +334,7 @@ class Specialiser:
             base = cls
             if isinstance(shape, Shaped):  # the whole model's schema gains the shape's keywords
                 extra = self._shapes[shape.kind]
-                config = ConfigDict(json_schema_extra=lambda schema: schema.update(extra))
+                config = ConfigDict(json_schema_extra=lambda schema: _merge(schema, extra))
                 namespace = {"__module__": cls.__module__, "__doc__": cls.__doc__}
                 base = type(cls.__name__, (cls,), namespace | {"model_config": config})
             self._models[cls] = create_model(

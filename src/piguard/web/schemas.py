@@ -28,7 +28,7 @@ class Names:
     """Marks a string as a key of the policy's `vocabulary` (purposes, categories, settings,
     roles); `listed`: a comma-separated list of such keys."""
 
-    vocabulary: Literal["purposes", "categories", "lookups", "settings", "roles"]
+    vocabulary: Literal["purposes", "categories", "settings", "roles"]
     listed: bool = False
 
 
@@ -56,9 +56,6 @@ CategoryList = Annotated[
         pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+){0,8}(,[a-z][a-z0-9_]*(\.[a-z0-9_]+){0,8}){0,63}$"
     ),
     Names("categories", listed=True),
-]
-LookupKey = Annotated[
-    str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+){0,8}$"), Names("lookups")
 ]
 SettingKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$"), Names("settings")]
 RoleKey = Annotated[str, Names("roles")]
@@ -159,7 +156,7 @@ class DeletedOut(BaseModel):
 class LookupIn(_In):
     shape: ClassVar[Shaped] = Shaped("lookup")
 
-    category: LookupKey
+    category: CategoryKey
     value: Annotated[str, StringConstraints(min_length=1, max_length=320)]
 
 
