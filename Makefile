@@ -49,8 +49,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/vault.py
 	$(BIN)/python bench/api.py
 
-# Schemathesis against a throwaway server, 40 examples per operation, as a privacy officer and
-# unauthenticated (tests/api/test_api_contract.py).
+# Schemathesis against a throwaway server, every check, 40 examples per operation, as a privacy
+# officer, the account service and unauthenticated (tests/api/test_api_contract.py).
 contract: $(STAMP)
 	PIGUARD_CONTRACT_EXAMPLES=40 $(BIN)/pytest -q -p no:cacheprovider \
 		tests/api/test_api_contract.py -k schemathesis

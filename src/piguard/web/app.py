@@ -19,7 +19,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
 from piguard.bootstrap import Piguard
-from piguard.web.contract import Specialiser, vocabulary
+from piguard.web.contract import Specialiser, document, shapes, vocabulary
 from piguard.web.errors import install_error_handlers
 from piguard.web.middleware import Admission, BodyGuard, LastResort, SecurityHeaders
 from piguard.web.refusals import RefusalAudit
@@ -69,9 +69,11 @@ def create_app(piguard: Piguard, *, owns_piguard: bool = False) -> FastAPI:
     app.state.refusals = refusals
     install_error_handlers(app)
     routers = (subjects, consents, guardians, privacy_settings, lookup, decide, policy, audit, keys)
-    specialise = Specialiser(vocabulary(piguard.policy))  # the schema's enums: this policy's keys
+    # The schema's enums and shapes: this policy's keys, categories and formats.
+    specialise = Specialiser(vocabulary(piguard.policy), shapes(piguard.policy))
     for module in routers:
         specialise.add_routes(app.router, module.router)
+    document(app, piguard.policy, piguard.clock.now().date())
     app.add_api_route("/docs", _docs_page(app), include_in_schema=False)
     # add_middleware wraps: the last added is the outermost.
     app.add_middleware(

@@ -4,17 +4,22 @@ Keys that end up in the audit log (purposes, categories, sources, scopes) are he
 shapes the log accepts, so a request can never carry text into it that the chain would refuse.
 Fields that name the policy's vocabulary carry a `Names` marker: `web.contract` narrows them to
 the loaded policy's keys when the app is built (an enum in the schema, a 422 for anything else).
+Fields whose exact shape only the policy knows (which categories a `values` object takes and each
+one's format, the consent scopes) carry a `Shaped` marker: `web.contract` writes their schema from
+the policy; the server's own checks (the vault's validators, the consent ledger) stay what they
+are, and the schema says what they accept.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, ClassVar, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, WithJsonSchema
 
 from piguard.consent.model import EVIDENCE_PATTERN
+from piguard.consent.service import CHANNELS, METHODS
 from piguard.policy.model import Action, ConsentType
 
 
@@ -25,6 +30,20 @@ class Names:
 
     vocabulary: Literal["purposes", "categories", "settings", "roles"]
     listed: bool = False
+
+
+ShapeKind = Literal["values", "registration", "ward", "identifiers", "scope", "lookup"]
+
+
+@dataclass(frozen=True)
+class Shaped:
+    """Marks a field (or, as a model's `shape`, a whole model) whose JSON Schema `web.contract`
+    writes from the policy: `values` any category with its format, `registration` and `ward` the
+    registration purpose's categories (required ones required), `identifiers` the categories
+    changed together, `scope` the consent scopes the ledger accepts, `lookup` each lookup
+    category with the format of its value."""
+
+    kind: ShapeKind
 
 
 PurposeKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,79}$"), Names("purposes")]
@@ -43,7 +62,12 @@ RoleKey = Annotated[str, Names("roles")]
 Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,119}$")]
 PlainValue = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 Scope = Annotated[str, StringConstraints(pattern=r"^[a-z_]+:[A-Za-z0-9_.:-]{1,200}$")]
+# Checked by the consent ledger (its message names the field and what is allowed): the schema
+# lists what it allows.
+Channel = Annotated[Key, WithJsonSchema({"type": "string", "enum": sorted(CHANNELS)})]
+Method = Annotated[Key, WithJsonSchema({"type": "string", "enum": sorted(METHODS)})]
 Values = Annotated[dict[CategoryKey, PlainValue], Field(min_length=1, max_length=64)]
+AnyValues = Annotated[Values, Shaped("values")]
 Lang = Literal["zh", "en"]
 
 
@@ -55,7 +79,7 @@ class _In(BaseModel):
 
 
 class RegisterIn(_In):
-    values: Values
+    values: Annotated[Values, Shaped("registration")]
     source: Key = "subject"
 
 
@@ -65,13 +89,13 @@ class RegisteredOut(BaseModel):
 
 class CollectIn(_In):
     purpose: PurposeKey
-    values: Values
+    values: AnyValues
     source: Key = "subject"
 
 
 class UpdateIn(_In):
     purpose: PurposeKey
-    values: Values
+    values: AnyValues
 
 
 EvidenceReference = Annotated[str, StringConstraints(pattern=EVIDENCE_PATTERN)]
@@ -81,14 +105,14 @@ OptionalEvidence = Annotated[str, StringConstraints(pattern=f"^$|{EVIDENCE_PATTE
 class IdentifierChangeIn(_In):
     """New identifiers, with the reference of the verification the caller performed."""
 
-    values: Values
+    values: Annotated[Values, Shaped("identifiers")]
     evidence: EvidenceReference
 
 
 class WardIn(_In):
     """A minor's registration by their guardian (M1): the link and the evidence of it."""
 
-    values: Values
+    values: Annotated[Values, Shaped("ward")]
     relation: Literal["parent", "legal_guardian"]
     evidence: EvidenceReference
 
@@ -130,6 +154,8 @@ class DeletedOut(BaseModel):
 
 
 class LookupIn(_In):
+    shape: ClassVar[Shaped] = Shaped("lookup")
+
     category: CategoryKey
     value: Annotated[str, StringConstraints(min_length=1, max_length=320)]
 
@@ -143,17 +169,17 @@ class LookupOut(BaseModel):
 
 
 class GrantIn(_In):
-    scope: Scope
+    scope: Annotated[Scope, Shaped("scope")]
     consent_type: ConsentType = ConsentType.REGULAR
-    channel: Key = "api"
-    method: Key = "api"
+    channel: Channel = "api"
+    method: Method = "api"
     evidence: OptionalEvidence = ""
 
 
 class WithdrawIn(_In):
-    scope: Scope
-    channel: Key = "api"
-    method: Key = "api"
+    scope: Annotated[Scope, Shaped("scope")]
+    channel: Channel = "api"
+    method: Method = "api"
     evidence: OptionalEvidence = ""
 
 
@@ -186,7 +212,7 @@ class SettingsIn(_In):
         dict[SettingKey, StrictBool],
         Field(min_length=1, max_length=32),
     ]
-    channel: Key = "api"
+    channel: Channel = "api"
 
 
 # -- decisions -------------------------------------------------------------------------------------
