@@ -17,11 +17,12 @@ ab request paid for a new TCP connection (baseline and piguard alike). In the sa
 - 1 and 2 processes (`piguard serve --workers N`) on SQLite and on PostgreSQL (a fresh schema on
   the server of PIGUARD_BENCH_POSTGRES_URL, dropped afterwards).
 
-Each kind of request is first sent once and must answer 200; wrk then runs a Lua script (written
-to the run's temp dir; the token comes from the environment) whose `done` hook prints wrk's
-figures as JSON. Figures are medians over repetitions (the machine is shared). `errors` counts
-every request that answered 4xx or 5xx, timed out (over `TIMEOUT_S`) or failed to connect, read
-or write. Lines of detail, then one JSON line.
+Before each run the request is sent until it answers 200 (`Load.settle`: a 503 left by the run
+before is waited out); wrk then runs a Lua script (written to the run's temp dir; the token comes
+from the environment) whose `done` hook prints wrk's figures as JSON. Figures are medians over
+repetitions (the machine is shared). `errors` counts every request that answered 4xx or 5xx,
+timed out (over `TIMEOUT_S`) or failed to connect, read or write. Lines of detail, then one JSON
+line.
 Run: `.venv/bin/python bench/api.py [--quick | --smoke]`; `--smoke` (the tests) times nothing
 worth reading, it only checks that every request succeeds.
 """
@@ -45,7 +46,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.error import URLError
+from urllib.error import HTTPError, URLError
 from urllib.parse import quote
 
 import uvicorn
@@ -180,6 +181,7 @@ end
 MARKER = "piguard-bench "
 TOKEN_VARIABLE = "PIGUARD_BENCH_TOKEN"  # noqa: S105 - the name of a variable, not a token
 TIMEOUT_S = 10  # a slower answer counts as a timeout (an error); wrk's default is 2 s
+SETTLE_S = 60  # how long a server may take to work through what the last run left
 
 
 @dataclass(frozen=True)
@@ -209,17 +211,32 @@ class Load:
         path.write_text(SCRIPT.format(method=method, headers="\n".join(headers), marker=MARKER))
         return path
 
-    def probe(self) -> None:
-        """Send the request once: it must answer 200 (wrk counts only 4xx and 5xx as errors)."""
+    def settle(self) -> None:
+        """Send the request until it answers 200 (wrk counts only 4xx and 5xx as errors).
+
+        503 (the audit queue still full) is waited out, up to `SETTLE_S`: wrk drops the requests
+        in flight when its time is up, and the server still decides and audits them, so a run
+        would otherwise start on a backlog left by the one before. The writer commits in order,
+        so this answer means that backlog is committed: each run starts on an idle server, as
+        with ab, which waited for every answer.
+        """
         headers = {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
         data = None
         if self.body is not None:
             headers["Content-Type"] = "application/json"
             data = self.body.read_bytes()
         request = urllib.request.Request(self.url, data=data, headers=headers)  # noqa: S310
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as answer:  # noqa: S310
-            if answer.status != 200:
-                raise RuntimeError(f"{self.url} answered {answer.status}")
+        deadline = time.monotonic() + SETTLE_S
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=SETTLE_S) as answer:  # noqa: S310
+                    if answer.status != 200:
+                        raise RuntimeError(f"{self.url} answered {answer.status}")
+                    return
+            except HTTPError as error:
+                if error.code != 503 or time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.url} answered {error.code}") from error
+            time.sleep(0.2)
 
 
 def wrk(load: Load, script: Path, seconds: int) -> Run:
@@ -250,12 +267,16 @@ def wrk(load: Load, script: Path, seconds: int) -> Run:
 
 
 def measure(load: Load, plan: Plan, directory: Path) -> list[Run]:
-    """Check the request once, warm, then `plan.repeats` runs of `plan.seconds`."""
-    load.probe()
+    """Warm, then `plan.repeats` runs of `plan.seconds`, each on a settled server."""
     script = load.script(directory)
     if plan.warm_seconds > 0:
+        load.settle()
         wrk(load, script, plan.warm_seconds)
-    return [wrk(load, script, plan.seconds) for _ in range(plan.repeats)]
+    runs = []
+    for _ in range(plan.repeats):
+        load.settle()
+        runs.append(wrk(load, script, plan.seconds))
+    return runs
 
 
 # -- piguard ----------------------------------------------------------------------------------
