@@ -42,9 +42,9 @@ test: lint typecheck contracts unit
 	$(BIN)/piguard policy coverage --quiet --evidence .pytest-clause-evidence.json \
 		--known-gaps docs/coverage-gaps.txt
 
-# bench/api.py drives the servers with ab (Debian's apache2-utils), installed when missing.
+# bench/api.py drives the servers with wrk (Debian's wrk), installed when missing.
 bench: $(STAMP)
-	command -v ab >/dev/null 2>&1 || $(SUDO) apt-get install -y apache2-utils
+	command -v wrk >/dev/null 2>&1 || $(SUDO) apt-get install -y wrk
 	$(BIN)/python bench/decide.py
 	$(BIN)/python bench/vault.py
 	$(BIN)/python bench/api.py

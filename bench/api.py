@@ -1,8 +1,10 @@
 """API benchmark: piguard over HTTP against a bare FastAPI endpoint served the same way.
 
-Each server runs in its own process on loopback, started here, warmed, then driven by `ab`
-(Debian's apache2-utils: a compiled load generator, so the client is not the bottleneck) at 16
-concurrent clients with keep-alive, in the same run:
+Each server runs in its own process on loopback, started here, warmed, then driven by `wrk`
+(Debian's wrk: a compiled load generator, so the client is not the bottleneck) for a fixed time
+with 16 concurrent clients, each on one HTTP/1.1 keep-alive connection, as a service with a
+connection pool calls: `ab -k` spoke HTTP/1.0, whose keep-alive uvicorn does not answer, so every
+ab request paid for a new TCP connection (baseline and piguard alike). In the same run:
 - the baseline: a bare FastAPI `async def` endpoint, served by uvicorn exactly as `piguard serve`
   serves piguard (the same options and log configuration: access log through the redaction
   filter), 1 and 2 processes;
@@ -10,13 +12,17 @@ concurrent clients with keep-alive, in the same run:
   the subject's state read, the decision audited);
 - the read path, `GET /v1/subjects/{id}?purpose=customer_service` as a customer service agent:
   decryption, masking, and an audit record committed before the answer leaves;
-- `POST /v1/decide/batch`: the same question 1,000 times in one body (`BATCH`), fewer requests
-  (`Plan.requests // BATCH_SHARE`); decisions/s = requests/s x 1,000;
+- `POST /v1/decide/batch`: the same question 1,000 times in one body (`BATCH`), for the same time;
+  decisions/s = requests/s x 1,000;
 - 1 and 2 processes (`piguard serve --workers N`) on SQLite and on PostgreSQL (a fresh schema on
   the server of PIGUARD_BENCH_POSTGRES_URL, dropped afterwards).
 
-Figures are medians over repetitions (the machine is shared). `errors` counts every request that
-failed or answered other than 2xx. Lines of detail, then one JSON line.
+Before each run the request is sent until it answers 200 (`Load.settle`: a 503 left by the run
+before is waited out); wrk then runs a Lua script (written to the run's temp dir; the token comes
+from the environment) whose `done` hook prints wrk's figures as JSON. Figures are medians over
+repetitions (the machine is shared). `errors` counts every request that answered 4xx or 5xx,
+timed out (over `TIMEOUT_S`) or failed to connect, read or write. Lines of detail, then one JSON
+line.
 Run: `.venv/bin/python bench/api.py [--quick | --smoke]`; `--smoke` (the tests) times nothing
 worth reading, it only checks that every request succeeds.
 """
@@ -26,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import secrets
 import shutil
 import socket
@@ -38,10 +43,10 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.error import URLError
+from urllib.error import HTTPError, URLError
 from urllib.parse import quote
 
 import uvicorn
@@ -63,29 +68,28 @@ PURPOSE = "customer_service"
 CATEGORIES = ("user.contact.phone_number", "user.name")
 PIGUARD = [sys.executable, "-m", "piguard.cli.main"]
 BATCH = 1000  # requests in one POST /v1/decide/batch
-BATCH_SHARE = 50  # a batch request per this many single ones: each carries 1,000 decisions
 
 
 @dataclass(frozen=True)
 class Plan:
-    """How much to run: requests per measurement, measurements per figure, warm-up requests."""
+    """How much to run: seconds per measurement, measurements per figure, seconds of warm-up."""
 
-    requests: int
+    seconds: int
     repeats: int
-    warm: int
+    warm_seconds: int
     people: int
 
 
 PLANS = {
-    "full": Plan(requests=6000, repeats=5, warm=1000, people=200),
-    "quick": Plan(requests=1500, repeats=3, warm=300, people=50),
-    "smoke": Plan(requests=32, repeats=1, warm=16, people=3),
+    "full": Plan(seconds=5, repeats=5, warm_seconds=2, people=200),
+    "quick": Plan(seconds=3, repeats=3, warm_seconds=1, people=50),
+    "smoke": Plan(seconds=1, repeats=1, warm_seconds=0, people=3),
 }
 
 
 @dataclass(frozen=True)
 class Run:
-    """One `ab` run: requests per second, 99th percentile latency, requests that went wrong."""
+    """One `wrk` run: requests per second, 99th percentile latency, requests that went wrong."""
 
     per_s: float
     p99_ms: float
@@ -159,54 +163,120 @@ def serve_minimal(port: int, workers: int) -> None:
 
 # -- load -------------------------------------------------------------------------------------
 
+# wrk runs this Lua per request kind: the request is built once from `wrk.method`, `wrk.headers`
+# and `wrk.body`; `done` prints the run's figures as one JSON line after wrk's own report. The
+# token comes from the environment, so it is never written to a file.
+SCRIPT = """\
+wrk.method = "{method}"
+{headers}
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '\\n{marker}{{"requests":%d,"duration_us":%d,"p99_us":%d,'
+      .. '"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}}\\n',
+    summary.requests, summary.duration, latency:percentile(99.0),
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+MARKER = "piguard-bench "
+TOKEN_VARIABLE = "PIGUARD_BENCH_TOKEN"  # noqa: S105 - the name of a variable, not a token
+TIMEOUT_S = 10  # a slower answer counts as a timeout (an error); wrk's default is 2 s
+SETTLE_S = 60  # how long a server may take to work through what the last run left
 
-def ab(url: str, requests: int, *, token: str | None = None, body: Path | None = None) -> Run:
-    """`ab -k -c 16` against `url`: a POST of the JSON file `body` when given, else a GET."""
-    command = ["ab", "-q", "-k", "-c", str(CLIENTS), "-n", str(requests)]
-    if token is not None:
-        command += ["-H", f"Authorization: Bearer {token}"]
-    if body is not None:
-        command += ["-p", str(body), "-T", "application/json"]
+
+@dataclass(frozen=True)
+class Load:
+    """One kind of request: its URL, its caller's token, its JSON body (a POST) if any."""
+
+    url: str
+    token: str | None = field(default=None, repr=False)
+    body: Path | None = None
+
+    def script(self, directory: Path) -> Path:
+        """The Lua script that makes wrk send this request (in `directory`, the run's temp dir)."""
+        headers = []
+        if self.token is not None:
+            headers.append(
+                f'wrk.headers["Authorization"] = "Bearer " .. os.getenv("{TOKEN_VARIABLE}")'
+            )
+        if self.body is not None:
+            headers += [
+                'wrk.headers["Content-Type"] = "application/json"',
+                f'local body = assert(io.open([==[{self.body}]==], "rb"))',
+                'wrk.body = body:read("*a")',
+                "body:close()",
+            ]
+        method = "GET" if self.body is None else "POST"
+        path = directory / f"{method.lower()}-{secrets.token_hex(4)}.lua"
+        path.write_text(SCRIPT.format(method=method, headers="\n".join(headers), marker=MARKER))
+        return path
+
+    def settle(self) -> None:
+        """Send the request until it answers 200 (wrk counts only 4xx and 5xx as errors).
+
+        503 (the audit queue still full) is waited out, up to `SETTLE_S`: wrk drops the requests
+        in flight when its time is up, and the server still decides and audits them, so a run
+        would otherwise start on a backlog left by the one before. The writer commits in order,
+        so this answer means that backlog is committed: each run starts on an idle server, as
+        with ab, which waited for every answer.
+        """
+        headers = {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
+        data = None
+        if self.body is not None:
+            headers["Content-Type"] = "application/json"
+            data = self.body.read_bytes()
+        request = urllib.request.Request(self.url, data=data, headers=headers)  # noqa: S310
+        deadline = time.monotonic() + SETTLE_S
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=SETTLE_S) as answer:  # noqa: S310
+                    if answer.status != 200:
+                        raise RuntimeError(f"{self.url} answered {answer.status}")
+                    return
+            except HTTPError as error:
+                if error.code != 503 or time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.url} answered {error.code}") from error
+            time.sleep(0.2)
+
+
+def wrk(load: Load, script: Path, seconds: int) -> Run:
+    """`wrk -t1 -c16` for `seconds` over HTTP/1.1 keep-alive connections."""
+    command = ["wrk", "-t1", f"-c{CLIENTS}", f"-d{seconds}s", f"--timeout={TIMEOUT_S}s"]
+    env = dict(os.environ)
+    if load.token is not None:
+        env[TOKEN_VARIABLE] = load.token
     done = subprocess.run(  # noqa: S603 - a fixed program and our arguments
-        [*command, url], capture_output=True, text=True, check=False
+        [*command, "--latency", "-s", str(script), load.url],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"ab failed: {done.stderr.strip()}")
-    return Run(_per_s(done.stdout), _p99(done.stdout), _errors(done.stdout))
+    lines = [line for line in done.stdout.splitlines() if line.startswith(MARKER)]
+    if done.returncode != 0 or len(lines) != 1:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip()}")
+    figures = json.loads(lines[0].removeprefix(MARKER))
+    if figures["requests"] == 0:
+        raise RuntimeError(f"wrk completed no request to {load.url} in {seconds} s")
+    errors = sum(figures[kind] for kind in ("connect", "read", "write", "status", "timeout"))
+    return Run(
+        per_s=figures["requests"] / (figures["duration_us"] / 1e6),
+        p99_ms=figures["p99_us"] / 1000,
+        errors=errors,
+    )
 
 
-def _per_s(report: str) -> float:
-    found = re.search(r"Requests per second:\s+([\d.]+)", report)
-    if found is None:
-        raise RuntimeError("ab printed no rate")
-    return float(found.group(1))
-
-
-def _errors(report: str) -> int:
-    """Non-2xx answers and failed connections, receives and exceptions. ab's `Length` failures
-    are not errors: an answer's length varies with its ids and times."""
-    count = 0
-    non_2xx = re.search(r"Non-2xx responses:\s+(\d+)", report)
-    if non_2xx is not None:
-        count += int(non_2xx.group(1))
-    for kind in ("Connect", "Receive", "Exceptions"):
-        found = re.search(rf"{kind}: (\d+)", report)
-        count += int(found.group(1)) if found is not None else 0
-    return count
-
-
-def _p99(report: str) -> float:
-    """From ab's table of percentiles (whole milliseconds; its `-e` file is unreliable)."""
-    found = re.search(r"^\s*99%\s+(\d+)", report, re.MULTILINE)
-    if found is None:
-        raise RuntimeError("ab printed no 99th percentile")
-    return float(found.group(1))
-
-
-def measure(url: str, plan: Plan, **request: Any) -> list[Run]:
-    """Warm, then `plan.repeats` runs."""
-    ab(url, plan.warm, **request)
-    return [ab(url, plan.requests, **request) for _ in range(plan.repeats)]
+def measure(load: Load, plan: Plan, directory: Path) -> list[Run]:
+    """Warm, then `plan.repeats` runs of `plan.seconds`, each on a settled server."""
+    script = load.script(directory)
+    if plan.warm_seconds > 0:
+        load.settle()
+        wrk(load, script, plan.warm_seconds)
+    runs = []
+    for _ in range(plan.repeats):
+        load.settle()
+        runs.append(wrk(load, script, plan.seconds))
+    return runs
 
 
 # -- piguard ----------------------------------------------------------------------------------
@@ -254,7 +324,7 @@ def postgres_schema() -> Iterator[str]:
 
 
 def measure_piguard(setup: Setup, workers: int, plan: Plan, log: Path) -> dict[str, list[Run]]:
-    """decide and read on `piguard serve --workers N`."""
+    """decide, read and batch on `piguard serve --workers N`."""
     question = {
         "action": "read",
         "purpose": PURPOSE,
@@ -265,25 +335,21 @@ def measure_piguard(setup: Setup, workers: int, plan: Plan, log: Path) -> dict[s
     decide.write_text(json.dumps(question))
     batch = log.parent / "batch.json"
     batch.write_text(json.dumps({"requests": [question] * BATCH}))
-    batch_plan = replace(
-        plan,
-        requests=max(plan.requests // BATCH_SHARE, CLIENTS),
-        warm=max(plan.warm // BATCH_SHARE, CLIENTS),
-    )
     command = [*PIGUARD, "serve", "--workers", str(workers)]
     with _server(command, setup.env, "/healthz", log) as base:
         read = f"{base}/v1/subjects/{setup.subject}?purpose={PURPOSE}"
-        return {
-            "decide": measure(f"{base}/v1/decide", plan, token=setup.token, body=decide),
-            "read": measure(read, plan, token=setup.token),
-            "batch": measure(f"{base}/v1/decide/batch", batch_plan, token=setup.token, body=batch),
+        loads = {
+            "decide": Load(f"{base}/v1/decide", setup.token, decide),
+            "read": Load(read, setup.token),
+            "batch": Load(f"{base}/v1/decide/batch", setup.token, batch),
         }
+        return {name: measure(load, plan, log.parent) for name, load in loads.items()}
 
 
 def measure_minimal(workers: int, plan: Plan, log: Path) -> list[Run]:
     command = [sys.executable, __file__, "--serve-minimal", "--workers", str(workers)]
     with _server(command, dict(os.environ), "/minimal", log) as base:
-        return measure(f"{base}/minimal", plan)
+        return measure(Load(f"{base}/minimal"), plan, log.parent)
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -298,8 +364,8 @@ def _p99_median(runs: list[Run]) -> float:
 
 
 def run(plan: Plan) -> dict[str, Any]:
-    if shutil.which("ab") is None:
-        raise SystemExit("ab is missing: apt-get install -y apache2-utils")
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing: apt-get install -y wrk")
     results: dict[str, list[Run]] = {}
     with tempfile.TemporaryDirectory(prefix="piguard-apibench-") as tmp:
         root = Path(tmp)
@@ -345,8 +411,8 @@ def run(plan: Plan) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="fewer requests and repetitions")
-    size.add_argument("--smoke", action="store_true", help="a few hundred requests: no timing")
+    size.add_argument("--quick", action="store_true", help="shorter runs, fewer repetitions")
+    size.add_argument("--smoke", action="store_true", help="1 s a figure: no timing")
     parser.add_argument("--serve-minimal", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
