@@ -9,8 +9,9 @@ process before that commit is never answered past (R2, S2). A request whose basi
 writes nothing and gets `Stale`: the caller answers it again from the database.
 
 The queue is bounded: a request past `max_pending` drafts, or whose commit does not come within
-`wait_seconds`, gets `AuditUnavailable` (503 with a retry hint); one that timed out may still be
-committed later, and then it is recorded though never answered.
+`wait_seconds`, gets `AuditUnavailable` (503 with a retry hint). What a waiter gave up (timed out,
+or the client left) is dropped unless its commit is already under way (then it is recorded though
+never answered): an overload never piles up work for answers nobody will read.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class _Pending:
     basis: Basis
     drafts: Sequence[AuditDraft]
     outcome: BaseException | None = field(default=None)
+    given_up: bool = False  # its waiter stopped waiting before the thread took it: drop it
 
 
 class AnswerCommitter:
@@ -124,7 +126,11 @@ class AnswerCommitter:
             forming = self._forming[loop] = []
             loop.call_soon(self._hand_over, loop)
         forming.append(pending)
-        await pending.future
+        try:
+            await pending.future
+        except asyncio.CancelledError:  # the client left: its records need not be written
+            self._give_up([pending])
+            raise
 
     def close(self) -> None:
         """Commit what is pending, then stop the thread."""
@@ -138,7 +144,7 @@ class AnswerCommitter:
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
         """At the end of a loop turn: what it asked goes to the thread, with one timer."""
         formed = self._forming.pop(loop)
-        loop.call_later(self._wait, _expire, formed)
+        loop.call_later(self._wait, self._expire, formed)
         with self._cond:
             self._pending.extend(formed)
             self._cond.notify()
@@ -156,20 +162,44 @@ class AnswerCommitter:
                 if not self._pending:
                     return
                 batch = self._take()
+            if not batch:
+                continue
             self._commit(batch)
             self._settle(batch)
 
     def _take(self) -> list[_Pending]:
-        """The oldest pending answers, up to `_BATCH_DRAFTS` drafts (at least one answer)."""
-        count = drafts = 0
+        """The oldest pending answers still waited for, up to `_BATCH_DRAFTS` drafts (at least
+        one answer). Answers given up are dropped: nobody acts on them, and writing them would
+        only lengthen the wait of those behind them."""
+        count = drafts = dropped = 0
+        batch = []
         for pending in self._pending:
             if count and drafts + len(pending.drafts) > _BATCH_DRAFTS:
                 break
             count += 1
+            if pending.given_up:
+                dropped += len(pending.drafts)
+                continue
             drafts += len(pending.drafts)
-        batch, self._pending = self._pending[:count], self._pending[count:]
-        self._drafts -= drafts
+            batch.append(pending)
+        self._pending = self._pending[count:]
+        self._drafts -= drafts + dropped
         return batch
+
+    def _expire(self, waiters: list[_Pending]) -> None:
+        """The wait bound passed (on the waiters' loop): who still waits hears it, and what the
+        thread has not taken yet is dropped (what it took may still commit)."""
+        late = [p for p in waiters if not p.future.done()]
+        self._give_up(late)
+        for pending in late:
+            pending.future.set_exception(
+                unavailable("等待审计写入超时", "timed out waiting for audit writes")
+            )
+
+    def _give_up(self, waiters: list[_Pending]) -> None:
+        with self._cond:
+            for pending in waiters:
+                pending.given_up = True
 
     def _commit(self, batch: list[_Pending]) -> None:
         """One transaction: bases checked, the current ones' records appended, committed."""
@@ -210,15 +240,6 @@ class AnswerCommitter:
                 loop.call_soon_threadsafe(_wake, waiters)
             except RuntimeError:  # that loop is closed: nobody waits any more
                 continue
-
-
-def _expire(waiters: list[_Pending]) -> None:
-    """The wait bound passed: whoever still waits hears it (their records may commit later)."""
-    for pending in waiters:
-        if not pending.future.done():
-            pending.future.set_exception(
-                unavailable("等待审计写入超时", "timed out waiting for audit writes")
-            )
 
 
 def _wake(waiters: list[_Pending]) -> None:

@@ -176,3 +176,28 @@ def test_s2_a_locked_database_is_refused_within_the_wait_bound(
 
     assert isinstance(outcome, AuditUnavailable)
     assert "timed out" in outcome.message.en
+
+
+def test_s2_an_answer_given_up_before_its_commit_began_is_not_written(
+    app: Piguard, tmp_path: Path
+) -> None:
+    """No pile-up: behind a commit stuck on a lock, answers whose waiters gave up are dropped;
+    the commit already under way still lands once the lock goes."""
+    bounded = _committer(app, wait_seconds=0.3)
+
+    async def stuck_then_queued() -> list[object]:
+        under_way = asyncio.ensure_future(bounded.commit(Basis(), [_draft(app, "sub_a")]))
+        await asyncio.sleep(0.1)  # handed over and taken: the thread waits for the lock
+        behind = asyncio.ensure_future(bounded.commit(Basis(), [_draft(app, "sub_b")]))
+        return await asyncio.gather(under_way, behind, return_exceptions=True)
+
+    with _locked(app, tmp_path):
+        outcomes = asyncio.run(stuck_then_queued())
+    bounded.close()  # the stuck commit ends first
+
+    assert [type(o) for o in outcomes] == [AuditUnavailable, AuditUnavailable]
+    with app.transactions.read() as uow:
+        subjects = uow.connection.scalars(
+            select(AuditRecordRow.subject).where(AuditRecordRow.detail == DETAIL)
+        ).all()
+    assert subjects == ["sub_a"]
