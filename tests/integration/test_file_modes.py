@@ -40,9 +40,10 @@ def test_s2_a_build_creates_its_folders_0700_and_files_0600(tmp_path: Path) -> N
     try:
         seed_population(app, 3, seed=5)  # writes data, data keys and audit records
         # Open connections keep each database's -wal and -shm files: SQLite gives them the
-        # mode of their database file.
+        # mode of their database file. The writers' lock file is piguard's, made 0600.
         files = [var / "keys.json", data / "main.db", var / "keystore.db"]
-        files += [db.with_name(db.name + end) for db in files[1:] for end in ("-wal", "-shm")]
+        ends = ("-wal", "-shm", "-writer.lock")
+        files += [db.with_name(db.name + end) for db in files[1:] for end in ends]
         assert {str(f): _mode(f) for f in files} == {str(f): 0o600 for f in files}
     finally:
         app.close()
@@ -52,6 +53,7 @@ def test_s2_a_build_creates_its_folders_0700_and_files_0600(tmp_path: Path) -> N
     assert {p.name for p in var.iterdir()} == {
         "keys.json",
         "keystore.db",
+        "keystore.db-writer.lock",
         "audit-checkpoints.jsonl",
     }
 

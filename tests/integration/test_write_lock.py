@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -178,3 +180,49 @@ def test_s2_a_forked_child_writes_though_a_parent_thread_held_the_lock(
     assert os.waitstatus_to_exitcode(status) == 0
     with engine.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM t WHERE n = 2")).scalar_one() == 1
+
+
+_HOLD_IN_ANOTHER_PROCESS = """
+import sys, time
+from sqlalchemy import text
+from piguard.db.engine import make_engine
+engine = make_engine(f"sqlite:///{sys.argv[1]}")
+with engine.begin() as conn:
+    conn.execute(text("INSERT INTO t VALUES (2)"))
+    print("holding", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_s2_writers_of_two_processes_take_turns_on_the_lock_file(
+    db_file: Path, engine: Engine
+) -> None:
+    """Another piguard process holding a write transaction holds the lock file: a bounded writer
+    here gives up at its bound without meeting SQLite's busy handler, and one without a bound is
+    woken as soon as the other commits."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    holder = subprocess.Popen(  # noqa: S603 - our interpreter, our script
+        [sys.executable, "-c", _HOLD_IN_ANOTHER_PROCESS, str(db_file), "1.5"],
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "holding"
+        started = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError, match="another writer of piguard"):  # noqa: SIM117
+            with write_before(engine, time.monotonic() + 0.2):
+                pass
+        assert time.monotonic() - started < 1.0
+        with engine.begin() as conn:  # unbounded: waits for the other's commit
+            conn.execute(text("INSERT INTO t VALUES (3)"))
+        waited = time.monotonic() - started
+    finally:
+        holder.wait(10)
+        assert holder.stdout is not None
+        holder.stdout.close()
+    assert 1.0 <= waited < 5
+    with engine.connect() as conn:
+        assert sorted(conn.execute(text("SELECT n FROM t")).scalars()) == [2, 3]
+    assert (db_file.parent / "lock.db-writer.lock").stat().st_mode & 0o777 == 0o600
