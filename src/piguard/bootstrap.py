@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from piguard.audit.log import AuditLog
 from piguard.audit.witness import DirectoryWitness, HttpWitness, Witness
 from piguard.auth.service import ApiKeys
+from piguard.batching import LoopBatcher
 from piguard.committer import AnswerCommitter
 from piguard.consent.guardians import GuardianService
 from piguard.consent.service import ConsentService
@@ -35,7 +36,7 @@ from piguard.vault.crypto import KeyMaterial, load_or_create_key_file
 from piguard.vault.keyfile import KeyFileWrapper
 from piguard.vault.keys import DataKeys, KeyWrapper
 from piguard.vault.keystore import KeyStore, open_keystore
-from piguard.vault.service import VaultService
+from piguard.vault.service import PendingRead, ReadAsked, VaultService, read_refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +59,10 @@ class Piguard:
     api_keys: ApiKeys
     clock: Clock
     answers: AnswerCommitter
+    reads: LoopBatcher[ReadAsked, PendingRead]
 
     def close(self) -> None:
+        self.reads.close()
         self.answers.close()
         self.audit.close()
         self.db.dispose()
@@ -169,6 +172,13 @@ def build(
         api_keys=api_keys,
         clock=clock,
         answers=AnswerCommitter(
-            transactions, partial(audit.append, seal=False), api_keys.live, vault.versions
+            transactions,
+            partial(audit.append, seal=False, checked=True),
+            api_keys.live,
+            vault.versions,
+        ),
+        # Reads off the event loop: a batch per read transaction, on one thread.
+        reads=LoopBatcher(
+            "piguard-reader", vault.read_many_unrecorded, read_refusal, max_weight=4096
         ),
     )

@@ -16,21 +16,17 @@ never answered): an overload never piles up work for answers nobody will read.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
-import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from sqlalchemy import Connection
 
 from piguard.audit.ports import AuditDraft, AuditUnavailable
 from piguard.audit.queue import unavailable
+from piguard.batching import LoopBatcher
 from piguard.db.uow import Transactions, UnitOfWork
 
-_logger = logging.getLogger(__name__)
 _BATCH_DRAFTS: Final = 5000  # drafts per transaction, at most: one batch of decisions fits
 
 SubjectVersion = tuple[int, str]
@@ -57,21 +53,9 @@ class Stale(Exception):
     answer again from the database."""
 
 
-@dataclass(slots=True)
-class _Pending:
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[None]
-    basis: Basis
-    drafts: Sequence[AuditDraft]
-    outcome: BaseException | None = field(default=None)
-    given_up: bool = False  # its waiter stopped waiting before the thread took it: drop it
-
-
 class AnswerCommitter:
-    """One writer thread per process commits pending answers' records, a batch per transaction.
-
-    Answers asked during one turn of an event loop are handed to the thread together, with one
-    timer for their wait bound: per answer, a future and a list append, nothing more.
+    """One writer thread per process (`batching.LoopBatcher`) commits pending answers' records,
+    a batch per transaction.
 
     Invariant: a record is inserted only in a transaction that found its basis current; a waiter
     is told committed, `Stale` or `AuditUnavailable`, never left waiting past `wait_seconds`.
@@ -91,18 +75,15 @@ class AnswerCommitter:
         self._append = append
         self._live_keys = live_keys
         self._versions = subject_versions
-        self._max_pending = max_pending
-        self._wait = wait_seconds
-        self._reset()
-
-    def _reset(self) -> None:
-        self._cond = threading.Condition()
-        self._pending: list[_Pending] = []  # handed to the thread, oldest first
-        self._drafts = 0  # drafts asked and not yet taken by the thread
-        self._forming: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
-        self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
-        self._closed = False
+        self._batcher: LoopBatcher[_Answer, None] = LoopBatcher(
+            "piguard-answer-committer",
+            self._commit,
+            _refusal,
+            weight=lambda answer: len(answer[1]),
+            max_weight=max_pending,
+            batch_weight=_BATCH_DRAFTS,
+            wait_seconds=wait_seconds,
+        )
 
     async def commit(self, basis: Basis, drafts: Sequence[AuditDraft]) -> None:
         """Return once `drafts` are committed, their basis checked in the same transaction.
@@ -110,146 +91,45 @@ class AnswerCommitter:
         Raises Stale (nothing written), AuditUnavailable (queue full, closed, the database
         failed or did not answer within `wait_seconds`). Drafts must have passed the audit
         log's `check` already: a bad one would fail its whole batch."""
-        if self._pid != os.getpid():
-            with self._cond:
-                self._reset()  # a forked child: the parent's thread and waiters are not ours
-        with self._cond:
-            if self._closed:
-                raise unavailable("审计日志已关闭", "the audit log is closed")
-            if self._drafts + len(drafts) > self._max_pending:
-                raise unavailable("审计队列已满", "the audit queue is full")
-            self._drafts += len(drafts)
-        loop = asyncio.get_running_loop()
-        pending = _Pending(loop, loop.create_future(), basis, drafts)
-        forming = self._forming.get(loop)
-        if forming is None:
-            forming = self._forming[loop] = []
-            loop.call_soon(self._hand_over, loop)
-        forming.append(pending)
-        try:
-            await pending.future
-        except asyncio.CancelledError:  # the client left: its records need not be written
-            self._give_up([pending])
-            raise
+        await self._batcher.submit((basis, drafts))
 
     def close(self) -> None:
         """Commit what is pending, then stop the thread."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
-            thread = self._thread
-        if thread is not None:
-            thread.join(self._wait + 5.0)
+        self._batcher.close()
 
-    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        """At the end of a loop turn: what it asked goes to the thread, with one timer."""
-        formed = self._forming.pop(loop)
-        loop.call_later(self._wait, self._expire, formed)
-        with self._cond:
-            self._pending.extend(formed)
-            self._cond.notify()
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="piguard-answer-committer", daemon=True
-                )
-                self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._closed:
-                    self._cond.wait()
-                if not self._pending:
-                    return
-                batch = self._take()
-            if not batch:
-                continue
-            self._commit(batch)
-            self._settle(batch)
-
-    def _take(self) -> list[_Pending]:
-        """The oldest pending answers still waited for, up to `_BATCH_DRAFTS` drafts (at least
-        one answer). Answers given up are dropped: nobody acts on them, and writing them would
-        only lengthen the wait of those behind them."""
-        count = drafts = dropped = 0
-        batch = []
-        for pending in self._pending:
-            if count and drafts + len(pending.drafts) > _BATCH_DRAFTS:
-                break
-            count += 1
-            if pending.given_up:
-                dropped += len(pending.drafts)
-                continue
-            drafts += len(pending.drafts)
-            batch.append(pending)
-        self._pending = self._pending[count:]
-        self._drafts -= drafts + dropped
-        return batch
-
-    def _expire(self, waiters: list[_Pending]) -> None:
-        """The wait bound passed (on the waiters' loop): who still waits hears it, and what the
-        thread has not taken yet is dropped (what it took may still commit)."""
-        late = [p for p in waiters if not p.future.done()]
-        self._give_up(late)
-        for pending in late:
-            pending.future.set_exception(
-                unavailable("等待审计写入超时", "timed out waiting for audit writes")
-            )
-
-    def _give_up(self, waiters: list[_Pending]) -> None:
-        with self._cond:
-            for pending in waiters:
-                pending.given_up = True
-
-    def _commit(self, batch: list[_Pending]) -> None:
+    def _commit(self, batch: list[_Answer]) -> list[object]:
         """One transaction: bases checked, the current ones' records appended, committed."""
-        try:
-            with self._tx.write() as uow:
-                current = self._current(uow.connection, batch)
-                for pending, ok in zip(batch, current, strict=True):
-                    if not ok:
-                        pending.outcome = Stale()
-                drafts = [d for p, ok in zip(batch, current, strict=True) if ok for d in p.drafts]
-                if drafts:
-                    self._append(uow, drafts)
-                    uow.commit()
-        except Exception as exc:  # the database failed: every waiter hears it, none hangs
-            _logger.warning("answer batch of %d not committed: %s", len(batch), type(exc).__name__)
-            failed = unavailable("审计记录写入失败", "writing audit records failed")
-            for pending in batch:
-                pending.outcome = failed
+        with self._tx.write() as uow:
+            current = self._current(uow.connection, [basis for basis, _ in batch])
+            drafts = [d for (_, ds), ok in zip(batch, current, strict=True) if ok for d in ds]
+            if drafts:
+                self._append(uow, drafts)
+                uow.commit()
+        return [None if ok else Stale() for ok in current]
 
-    def _current(self, conn: Connection, batch: list[_Pending]) -> list[bool]:
-        keys = {p.basis.key_id for p in batch if p.basis.key_id is not None}
-        subjects = {s for p in batch for s, _ in p.basis.subjects}
+    def _current(self, conn: Connection, bases: list[Basis]) -> list[bool]:
+        keys = {b.key_id for b in bases if b.key_id is not None}
+        subjects = {s for b in bases for s, _ in b.subjects}
         live = self._live_keys(conn, keys) if keys else set()
         versions = self._versions(conn, subjects) if subjects else {}
         return [
-            (p.basis.key_id is None or p.basis.key_id in live)
-            and all(versions.get(s) == v for s, v in p.basis.subjects)
-            for p in batch
+            (b.key_id is None or b.key_id in live)
+            and all(versions.get(s) == v for s, v in b.subjects)
+            for b in bases
         ]
 
-    def _settle(self, batch: list[_Pending]) -> None:
-        """Wake the waiters: one call into each event loop for the whole batch."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
-        for pending in batch:
-            by_loop.setdefault(pending.loop, []).append(pending)
-        for loop, waiters in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_wake, waiters)
-            except RuntimeError:  # that loop is closed: nobody waits any more
-                continue
+
+_Answer = tuple[Basis, Sequence[AuditDraft]]
+_REFUSALS: Final = {
+    "full": ("审计队列已满", "the audit queue is full"),
+    "closed": ("审计日志已关闭", "the audit log is closed"),
+    "timeout": ("等待审计写入超时", "timed out waiting for audit writes"),
+    "failed": ("审计记录写入失败", "writing audit records failed"),
+}
 
 
-def _wake(waiters: list[_Pending]) -> None:
-    for pending in waiters:
-        if pending.future.done():  # timed out or cancelled meanwhile
-            continue
-        if pending.outcome is None:
-            pending.future.set_result(None)
-        else:
-            pending.future.set_exception(pending.outcome)
+def _refusal(why: str) -> AuditUnavailable:
+    return unavailable(*_REFUSALS[why])
 
 
 __all__ = ["AnswerCommitter", "AuditUnavailable", "Basis", "Stale", "SubjectVersion"]

@@ -110,18 +110,22 @@ class AuditLog:
         """The public half of the signing key: what `verify` needs to trust the checkpoints."""
         return self._checkpointer.public_key
 
-    def append(self, uow: UnitOfWork, drafts: list[AuditDraft], *, seal: bool = True) -> None:
+    def append(
+        self, uow: UnitOfWork, drafts: list[AuditDraft], *, seal: bool = True, checked: bool = False
+    ) -> None:
         """Chain and insert `drafts` in the caller's open transaction, atomic with its writes.
 
         Raises InvalidInput for a draft with unsafe fields (nothing is inserted then). The chain
         stays locked until the caller's transaction ends: keep write transactions short. Without
         `seal`, a due checkpoint is left to the flusher's next tick rather than made after the
-        commit by the caller (a writer whose waiters must not wait for it).
+        commit by the caller (a writer whose waiters must not wait for it). `checked`: each draft
+        is what `writer.check` returned for it already.
         """
         if not drafts:
             return
-        checked = [check(draft) for draft in drafts]  # all checked before any write
-        self._writer.write(uow.connection, checked, partial(self._waiting, uow))
+        if not checked:
+            drafts = [check(draft) for draft in drafts]  # all checked before any write
+        self._writer.write(uow.connection, drafts, partial(self._waiting, uow))
         uow.after_commit(self._sealed_after_commit if seal else self._checkpointer.written)
 
     def _waiting(self, uow: UnitOfWork) -> list[AuditDraft]:

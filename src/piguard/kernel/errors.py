@@ -95,3 +95,10 @@ class IntegrityError(PiguardError):
     """Stored data failed a check it must pass: a chain, a signature, a ciphertext."""
 
     code = "integrity_error"
+
+
+class Overloaded(PiguardError):
+    """More work is waiting than the process takes on: nothing was done; try again shortly."""
+
+    code = "overloaded"
+    retry_after = 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Connection, Row
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
@@ -21,7 +21,14 @@ from piguard.consent.repository import ConsentRepository
 from piguard.db.uow import Transactions
 from piguard.enforcement import Enforcer
 from piguard.kernel.clock import Clock
-from piguard.kernel.errors import Conflict, Denied, InvalidInput, NotFound
+from piguard.kernel.errors import (
+    Conflict,
+    Denied,
+    InvalidInput,
+    NotFound,
+    Overloaded,
+    PiguardError,
+)
 from piguard.kernel.ids import new_id
 from piguard.kernel.sensitive import Sensitive
 from piguard.kernel.text import LocalText
@@ -69,6 +76,23 @@ class ReadResult:
     subject_id: str
     values: tuple[StoredValue, ...]
     decision: Decision
+
+
+ReadAsked = tuple[Actor, str, str, tuple[str, ...]]
+"""A read as asked: actor, subject id, purpose, categories."""
+
+_READ_REFUSALS: Final = {
+    "full": ("等待中的读取过多", "too many reads are waiting"),
+    "closed": ("服务正在停止", "the service is stopping"),
+    "timeout": ("读取超时", "the read timed out"),
+    "failed": ("读取失败", "the read failed"),
+}
+
+
+def read_refusal(why: str) -> Overloaded:
+    """A read not done (`batching.Refuse`): nothing was read or recorded; try again."""
+    zh, en = _READ_REFUSALS[why]
+    return Overloaded(LocalText(f"{zh}，未读取任何数据", f"{en}; nothing was read"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,28 +273,50 @@ class VaultService:
         the values decrypted and projected. Nothing of it may leave before the draft is
         committed (`Enforcer.settle`, or `committer.AnswerCommitter` with `version` as the
         subject's basis); a denial is raised once its record is (`Enforcer.refusal`)."""
+        (found,) = self.read_many_unrecorded([(actor, subject_id, purpose, categories)])
+        if isinstance(found, PiguardError):
+            raise found
+        return found
+
+    def read_many_unrecorded(self, asked: list[ReadAsked]) -> list[PendingRead | PiguardError]:
+        """`read_unrecorded` of each, in one read transaction (reads batched off an event loop,
+        `batching.LoopBatcher`); for each, its pending read or the error it met (no such
+        subject), so that one does not fail the others."""
         with self._tx.read() as uow:
-            found, rows = VaultRepository(uow.connection).subject_with_values(
-                subject_id, categories
-            )
+            found = [self._decided(uow.connection, *one) for one in asked]
+        # Decided and decrypted once the snapshot is let go: a read waits for its record's
+        # commit, and a read transaction held meanwhile keeps SQLite's WAL from being reset.
+        return [self._opened(*one) if isinstance(one, tuple) else one for one in found]
+
+    def _decided(
+        self,
+        connection: Connection,
+        actor: Actor,
+        subject_id: str,
+        purpose: str,
+        categories: tuple[str, ...],
+    ) -> tuple[SubjectStatus, list[Row[Any]], DecisionRequest] | PiguardError:
+        try:
+            found, rows = VaultRepository(connection).subject_with_values(subject_id, categories)
             subject = _live(found)
-            sources = frozenset(p for r in rows for p in r.purposes.split(","))
-            req = DecisionRequest(
-                Action.READ,
-                actor,
-                purpose,
-                categories,
-                self._states.of(uow.connection, subject),
-                source_purposes=sources,
-            )
-        # Decided once the snapshot is let go: the read waits for its record's commit, and a
-        # read transaction held meanwhile keeps SQLite's WAL from being reset.
-        decision, draft = self._enforcer.drafted(req, subject_id)
+        except PiguardError as exc:
+            return exc
+        sources = frozenset(p for r in rows for p in r.purposes.split(","))
+        state = self._states.of(connection, subject)
+        req = DecisionRequest(
+            Action.READ, actor, purpose, categories, state, source_purposes=sources
+        )
+        return subject, rows, req
+
+    def _opened(
+        self, subject: SubjectStatus, rows: list[Row[Any]], req: DecisionRequest
+    ) -> PendingRead:
+        decision, draft = self._enforcer.drafted(req, subject.id)
         values: tuple[StoredValue, ...] = ()
         if decision.allowed and rows:
-            key = self._keys.get(subject_id)
-            values = tuple(self._open(key, subject_id, row, decision) for row in rows)
-        result = ReadResult(subject_id, values, decision)
+            key = self._keys.get(subject.id)
+            values = tuple(self._open(key, subject.id, row, decision) for row in rows)
+        result = ReadResult(subject.id, values, decision)
         return PendingRead(draft, (subject.state_version, subject.status), result, decision)
 
     # -- changes (R1, R6) -----------------------------------------------------------------------

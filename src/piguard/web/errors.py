@@ -28,6 +28,7 @@ from piguard.kernel.errors import (
     IntegrityError,
     InvalidInput,
     NotFound,
+    Overloaded,
     PiguardError,
     PolicyFileError,
     Unauthenticated,
@@ -50,6 +51,7 @@ ERROR_STATUS: Final[Mapping[type[PiguardError], int]] = MappingProxyType(
         AuditUnavailable: 503,  # fail closed: no audit record, no processing (S2)
         ErasureIncomplete: 503,  # erased for every caller; its key is destroyed at next start
         WitnessUnavailable: 503,  # no verdict without the witness's copy of the checkpoints
+        Overloaded: 503,  # nothing was done: more is waiting than the process takes on
     }
 )
 """Error class → HTTP status; a subclass takes the status of its nearest listed ancestor."""

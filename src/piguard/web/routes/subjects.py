@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
-from starlette.concurrency import run_in_threadpool
 
 from piguard.auth.service import Caller
 from piguard.bootstrap import Piguard
 from piguard.committer import Basis
 from piguard.policy.decision import Actor
-from piguard.vault.service import ReadResult
+from piguard.vault.service import PendingRead, ReadResult
 from piguard.web.contract import CALLER, WRITE, errors
 from piguard.web.deps import (
     SECURED,
@@ -107,10 +105,12 @@ async def read(
         return replace(caller.actor, case_reference=case_reference, authority=authority)
 
     async def cached(caller: Caller) -> ReadOut:
-        # The database is read in a worker thread; the record commits with the caller's key
-        # and the subject's state still as they were (`committer`), before anything leaves.
-        read = partial(piguard.vault.read_unrecorded, actor(caller), subject_id, purpose, asked)
-        pending = await run_in_threadpool(read)
+        # The database is read off the loop, with the reads of the same turn (`piguard.reads`);
+        # the record commits with the caller's key and the subject's state still as they were
+        # (`committer`), before anything leaves.
+        pending: PendingRead = await piguard.reads.submit(
+            (actor(caller), subject_id, purpose, asked)
+        )
         basis = Basis(caller.actor.principal, ((subject_id, pending.version),))
         await piguard.answers.commit(basis, [pending.draft])
         if not pending.decision.allowed:
