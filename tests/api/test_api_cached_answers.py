@@ -273,3 +273,33 @@ def test_s2_an_overloaded_server_refuses_at_once_with_a_retry_hint(
     assert overloaded["message"]["en"]
     assert took < 5  # the admitted two waited at most the audit's 2 s bound
     assert after.status_code == 200
+
+
+def test_s2_a_bad_key_is_refused_before_its_request_is_looked_at(api: Api) -> None:
+    forged = "pgk_key_0190a1b2c3d4e5f6a7b8c9d0e1f2a3b4.not-a-secret"
+    bad = {"action": "read", "purpose": "telepathy", "categories": ["no.such.category"]}
+    with api.raw() as raw:
+        auth = {"Authorization": f"Bearer {forged}"}
+        answers = [
+            raw.post("/v1/decide", json=bad, headers=auth),
+            raw.post("/v1/decide/batch", json={"requests": [bad]}, headers=auth),
+            raw.get("/v1/subjects/sub_x", params={"purpose": "telepathy"}, headers=auth),
+        ]
+
+    assert [(a.status_code, a.json()["code"]) for a in answers] == [(401, "unauthenticated")] * 3
+
+
+def test_s2_a_subject_key_revoked_elsewhere_probing_another_subject_gets_401(api: Api) -> None:
+    mine, theirs = api.register(new_person()), api.register(new_person())
+    own = api.piguard.api_keys.create("subject", "own", mine)
+    asked = {"action": "read", "purpose": "self_service", "categories": [PHONE]}
+    _warm(api, own.token, {**asked, "subject_id": mine})
+    with other_process(api) as other:
+        other.api_keys.revoke(own.key_id)
+    head = api.audit_head()
+
+    probe = _decide(api, own.token, {**asked, "subject_id": theirs})
+    read = _read(api, own.token, theirs, purpose="self_service")
+
+    assert (probe.status_code, read.status_code) == (401, 401)
+    assert [r for r in api.records_since(head) if r["detail"].startswith("not_bound")] == []

@@ -72,12 +72,23 @@ TokenDep = Annotated[str, Depends(get_token)]
 class ApiCall(NamedTuple):
     piguard: Piguard
     token: str
+    caller: Caller
+    fresh: bool  # the key was read from the database for this request
 
 
 async def api_call(request: Request) -> ApiCall:
-    """piguard and the caller's token in one dependency, for the hot routes (each dependency
-    costs a request some microseconds); they declare the scheme with `SECURED`."""
-    return ApiCall(piguard_of(request), bearer_token(request))
+    """piguard and the caller in one dependency, for the hot routes (each dependency costs a
+    request some microseconds); they declare the scheme with `SECURED`. The caller comes from
+    the keys this process knows (`ApiKeys.cached`), else from the database in a worker thread:
+    either way a bad key is a 401 before anything else is looked at."""
+    piguard = piguard_of(request)
+    token = bearer_token(request)
+    caller = piguard.api_keys.cached(token)
+    fresh = caller is None
+    if caller is None:
+        caller = await run_in_threadpool(piguard.api_keys.authenticate, token)
+    request.state.caller = caller
+    return ApiCall(piguard, token, caller, fresh)
 
 
 ApiCallDep = Annotated[ApiCall, Depends(api_call)]
@@ -130,20 +141,19 @@ async def cached_first(
     fast: Callable[[Caller], Awaitable[T]],
     slow: Callable[[Caller], T],
 ) -> T:
-    """`fast` with the caller this process knows the token for, on the event loop: it answers
-    from cached facts and commits its record only if they still hold (`committer`), else
-    raises Stale. Then, or when the token is not known, `slow` in a worker thread, on the key
-    and facts read from the database now."""
-    piguard, token = call
-    caller = piguard.api_keys.cached(token)
-    if caller is not None:
-        request.state.caller = caller
+    """`fast` on the event loop when the caller's key came from the cache: it answers from
+    cached facts and commits its record only if they still hold (`committer`), else raises
+    Stale. Then, or when it refuses with 404 (answered only once the key is read afresh: a key
+    revoked elsewhere gets its 401), or when the key was just read, `slow` in a worker thread,
+    on the key and facts read from the database now."""
+    if not call.fresh:
         try:
-            return await fast(caller)
-        except Stale:
+            return await fast(call.caller)
+        except (Stale, NotFound):
             pass
 
-    def fresh() -> T:
-        return slow(get_caller(request, piguard, token))
+    def afresh() -> T:
+        caller = call.caller if call.fresh else get_caller(request, call.piguard, call.token)
+        return slow(caller)
 
-    return await run_in_threadpool(fresh)
+    return await run_in_threadpool(afresh)
