@@ -9,7 +9,7 @@ built as the API's own models, so an example always has the answer's shape.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
@@ -19,11 +19,10 @@ from piguard.consent.model import ConsentEvent, ConsentEventKind, kantara_receip
 from piguard.policy.decide import DecisionEngine
 from piguard.policy.decision import Actor, DecisionRequest, SubjectState
 from piguard.policy.model import Action, ActorKind, Basis, ConsentType, Policy
-from piguard.policy.notice import build_notice, render_markdown
+from piguard.policy.notice import build_notice
 from piguard.policy.scopes import purpose_scope
 from piguard.web.schemas import (
     ApiKeyOut,
-    AppendixOut,
     AuditVerifyOut,
     ConsentEventOut,
     ConsentsOut,
@@ -31,9 +30,7 @@ from piguard.web.schemas import (
     DeletedOut,
     HealthOut,
     LookupOut,
-    NoticeItemOut,
     NoticeOut,
-    NoticeSectionOut,
     ReadOut,
     RegisteredOut,
     SettingsOut,
@@ -41,7 +38,7 @@ from piguard.web.schemas import (
     ValueOut,
 )
 from piguard.web.value_schemas import SAMPLES, resident_id
-from piguard.web.views import decide_out, decision_out
+from piguard.web.views import decide_out, decision_out, notice_out
 
 SUBJECT: Final = "sub_0190a1b2c3d4e5f6a7b8c9d0e1f2a3b4"
 MINOR: Final = "sub_0190a1b2c3d4e5f6a7b8c9d0e1f2a3c5"
@@ -207,32 +204,13 @@ class _Examples:
     def notice(self) -> NoticeOut:
         """The English notice, its first section's first item only."""
         notice = build_notice(self.policy, "en")
-        first = notice.sections[:1]
-        return NoticeOut(
-            lang=notice.lang,
-            title=notice.title,
-            version=notice.version,
-            policy_version=self.policy.key,
-            effective=notice.effective,
-            controller=notice.controller,
-            sections=[
-                NoticeSectionOut(
-                    key=s.key,
-                    title=s.title,
-                    items=[
-                        NoticeItemOut(
-                            clause=i.clause, title=i.title, text=i.text, prominent=i.prominent
-                        )
-                        for i in s.items[:1]
-                    ],
-                )
-                for s in first
-            ],
-            appendices=[
-                AppendixOut(title=t, lines=list(lines[:2])) for t, lines in notice.appendices[:1]
-            ],
-            markdown=render_markdown(notice).split("\n\n", 1)[0],
+        short = replace(
+            notice,
+            sections=tuple(replace(s, items=s.items[:1]) for s in notice.sections[:1]),
+            appendices=tuple((t, tuple(lines[:2])) for t, lines in notice.appendices[:1]),
         )
+        shown = notice_out(short, self.policy.key)
+        return shown.model_copy(update={"markdown": shown.markdown.split("\n\n", 1)[0]})
 
     # -- every operation ------------------------------------------------------------------------
 

@@ -7,12 +7,17 @@ from dataclasses import asdict
 
 from piguard.consent.model import ConsentEvent
 from piguard.policy.decision import Actor, Decision
+from piguard.policy.notice import Notice, render_markdown
 from piguard.vault.service import StoredValue
 from piguard.web.schemas import (
     ActorOut,
+    AppendixOut,
     ConsentEventOut,
     DecideOut,
     DecisionOut,
+    NoticeItemOut,
+    NoticeOut,
+    NoticeSectionOut,
     ProjectionOut,
     ReasonOut,
     ValueOut,
@@ -81,3 +86,30 @@ def values_out(values: Iterable[StoredValue]) -> list[ValueOut]:
 
 def event_out(event: ConsentEvent) -> ConsentEventOut:
     return ConsentEventOut.model_validate(asdict(event))
+
+
+def notice_out(notice: Notice, policy_version: str) -> NoticeOut:
+    """A rendered privacy notice as the API shows it, its Markdown included."""
+    return NoticeOut(
+        lang=notice.lang,
+        title=notice.title,
+        version=notice.version,
+        policy_version=policy_version,
+        effective=notice.effective,
+        controller=notice.controller,
+        sections=[
+            NoticeSectionOut(
+                key=s.key,
+                title=s.title,
+                items=[
+                    NoticeItemOut(
+                        clause=i.clause, title=i.title, text=i.text, prominent=i.prominent
+                    )
+                    for i in s.items
+                ],
+            )
+            for s in notice.sections
+        ],
+        appendices=[AppendixOut(title=t, lines=list(lines)) for t, lines in notice.appendices],
+        markdown=render_markdown(notice),
+    )

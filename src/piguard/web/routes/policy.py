@@ -8,17 +8,15 @@ from fastapi import APIRouter, Query
 
 from piguard.kernel.errors import NotFound
 from piguard.kernel.text import LocalText
-from piguard.policy.notice import build_notice, render_markdown
+from piguard.policy.notice import build_notice
 from piguard.web.contract import errors
 from piguard.web.deps import PiguardDep
 from piguard.web.schemas import (
-    AppendixOut,
     HealthOut,
     Lang,
-    NoticeItemOut,
     NoticeOut,
-    NoticeSectionOut,
 )
+from piguard.web.views import notice_out
 
 router = APIRouter(tags=["policy"])
 
@@ -37,30 +35,7 @@ def policy_notice(
             field="version",
             allowed=policy.key,
         )
-    notice = build_notice(policy, lang)
-    return NoticeOut(
-        lang=notice.lang,
-        title=notice.title,
-        version=notice.version,
-        policy_version=policy.key,
-        effective=notice.effective,
-        controller=notice.controller,
-        sections=[
-            NoticeSectionOut(
-                key=s.key,
-                title=s.title,
-                items=[
-                    NoticeItemOut(
-                        clause=i.clause, title=i.title, text=i.text, prominent=i.prominent
-                    )
-                    for i in s.items
-                ],
-            )
-            for s in notice.sections
-        ],
-        appendices=[AppendixOut(title=t, lines=list(lines)) for t, lines in notice.appendices],
-        markdown=render_markdown(notice),
-    )
+    return notice_out(build_notice(policy, lang), policy.key)
 
 
 @router.get("/healthz")
