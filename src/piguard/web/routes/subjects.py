@@ -93,7 +93,7 @@ async def read(
     categories: Categories = None,
     case_reference: CaseReference = None,
     authority: Authority = None,
-) -> ReadOut:
+) -> Response:
     """Values projected by the decision: clear, masked or withheld (R1, S2, DEF2, U3). Reads
     that the policy grants only with a case (R4 held data, SH4, SH5, T1) name it here; it is
     recorded, and decides nothing by itself."""
@@ -104,7 +104,7 @@ async def read(
         check_binding(caller, subject_id)
         return replace(caller.actor, case_reference=case_reference, authority=authority)
 
-    async def cached(caller: Caller) -> ReadOut:
+    async def cached(caller: Caller) -> Response:
         # The database is read off the loop, with the reads of the same turn (`piguard.reads`);
         # the record commits with the caller's key and the subject's state still as they were
         # (`committer`), before anything leaves.
@@ -117,18 +117,20 @@ async def read(
             raise piguard.enforcer.refusal(pending.decision)
         return _read_out(pending.result)
 
-    def fresh(caller: Caller) -> ReadOut:
+    def fresh(caller: Caller) -> Response:
         return _read_out(piguard.vault.read(actor(caller), subject_id, purpose, asked))
 
     return await cached_first(request, call, cached, fresh)
 
 
-def _read_out(result: ReadResult) -> ReadOut:
-    return ReadOut(
+def _read_out(result: ReadResult) -> Response:
+    """The answer as JSON, built once: FastAPI would validate the model a second time."""
+    answer = ReadOut(
         subject_id=result.subject_id,
         values=values_out(result.values),
         decision=decision_out(result.decision),
     )
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 @router.post(
