@@ -57,8 +57,12 @@ class LoopBatcher(Generic[J, R]):
         max_weight: int = 20_000,
         batch_weight: int = 5_000,
         wait_seconds: float = 2.0,
+        stopped: Callable[[], None] | None = None,
     ) -> None:
+        """`stopped` runs in the thread as it stops (after `close`): it lets go of what the
+        thread held, a connection say."""
         self._name = name
+        self._stopped = stopped
         self._run_batch = run
         self._refuse = refuse
         self._weight = weight
@@ -123,16 +127,20 @@ class LoopBatcher(Generic[J, R]):
                 self._thread.start()
 
     def _work(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._closed:
-                    self._cond.wait()
-                if not self._pending:
-                    return
-                batch = self._take()
-            if batch:
-                self._run(batch)
-                _settle(batch)
+        try:
+            while True:
+                with self._cond:
+                    while not self._pending and not self._closed:
+                        self._cond.wait()
+                    if not self._pending:
+                        return
+                    batch = self._take()
+                if batch:
+                    self._run(batch)
+                    _settle(batch)
+        finally:
+            if self._stopped is not None:
+                self._stopped()
 
     def _take(self) -> list[_Job[J]]:
         """The oldest jobs still waited for, up to `batch_weight` (at least one job)."""

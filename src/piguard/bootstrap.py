@@ -144,6 +144,7 @@ def build(
     # served: its key destroyed, the subject marked erased (`vault.erasure`).
     vault.finish_erasures()
     shown = notice_hash(policy)
+    reader = transactions.held()  # the reads' thread holds one connection
     consents = ConsentService(
         transactions=transactions,
         policy=policy,
@@ -179,6 +180,10 @@ def build(
         ),
         # Reads off the event loop: a batch per read transaction, on one thread.
         reads=LoopBatcher(
-            "piguard-reader", vault.read_many_unrecorded, read_refusal, max_weight=4096
+            "piguard-reader",
+            partial(vault.read_many_unrecorded, transactions=reader),
+            read_refusal,
+            max_weight=4096,
+            stopped=reader.close,
         ),
     )

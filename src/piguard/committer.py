@@ -24,6 +24,7 @@ from sqlalchemy import Connection
 
 from piguard.audit.ports import AuditDraft, AuditUnavailable
 from piguard.audit.queue import unavailable
+from piguard.audit.writer import lock_chain
 from piguard.batching import LoopBatcher
 from piguard.db.uow import Transactions, UnitOfWork
 
@@ -71,7 +72,7 @@ class AnswerCommitter:
         max_pending: int = 20_000,
         wait_seconds: float = 2.0,
     ) -> None:
-        self._tx = transactions
+        self._tx = transactions.held()  # one connection for the writer thread's transactions
         self._append = append
         self._live_keys = live_keys
         self._versions = subject_versions
@@ -83,6 +84,7 @@ class AnswerCommitter:
             max_weight=max_pending,
             batch_weight=_BATCH_DRAFTS,
             wait_seconds=wait_seconds,
+            stopped=self._tx.close,
         )
 
     async def commit(self, basis: Basis, drafts: Sequence[AuditDraft]) -> None:
@@ -100,6 +102,9 @@ class AnswerCommitter:
     def _commit(self, batch: list[_Answer]) -> list[object]:
         """One transaction: bases checked, the current ones' records appended, committed."""
         with self._tx.write() as uow:
+            # The chain's lock first: a change that commits its own record (a revocation, a
+            # withdrawal) is then either seen by the checks or chained after these records.
+            lock_chain(uow.connection)
             current = self._current(uow.connection, [basis for basis, _ in batch])
             drafts = [d for (_, ds), ok in zip(batch, current, strict=True) if ok for d in ds]
             if drafts:

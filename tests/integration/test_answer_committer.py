@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -201,3 +201,39 @@ def test_s2_an_answer_given_up_before_its_commit_began_is_not_written(
             select(AuditRecordRow.subject).where(AuditRecordRow.detail == DETAIL)
         ).all()
     assert subjects == ["sub_a"]
+
+
+def test_s2_a_revocation_committing_while_the_commit_waits_for_the_chain_is_seen(
+    app: Piguard, tmp_path: Path
+) -> None:
+    """The basis is checked under the chain's lock, not before it: a revocation that holds the
+    lock (as every audited change does until it commits) and commits while an answer's commit
+    waits is seen by that commit's checks, so the answer is never chained after it."""
+    key = app.api_keys.create("customer_service_agent", "agent")
+    revoke = "UPDATE api_keys SET revoked_at = CURRENT_TIMESTAMP WHERE id = {}"
+
+    async def asked_while_revoking(revoking: Callable[[], None]) -> object:
+        commit = asyncio.ensure_future(
+            app.answers.commit(Basis(key.key_id), [_draft(app, "sub_r")])
+        )
+        await asyncio.sleep(0.2)  # taken by the writer thread: it waits for the lock
+        revoking()
+        (outcome,) = await asyncio.gather(commit, return_exceptions=True)
+        return outcome
+
+    if app.db.dialect.name == "postgresql":
+        with app.db.connect() as holder:
+            holder.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOCK_KEY})")
+            holder.exec_driver_sql(revoke.format("%s"), (key.key_id,))
+            outcome = asyncio.run(asked_while_revoking(holder.commit))
+    else:
+        sqlite = sqlite3.connect(tmp_path / "var" / "piguard.db", isolation_level=None)
+        try:
+            sqlite.execute("BEGIN IMMEDIATE")
+            sqlite.execute(revoke.format("?"), (key.key_id,))
+            outcome = asyncio.run(asked_while_revoking(lambda: sqlite.execute("COMMIT")))
+        finally:
+            sqlite.close()
+
+    assert isinstance(outcome, Stale)
+    assert _written(app) == 0

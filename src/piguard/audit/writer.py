@@ -50,9 +50,20 @@ _checker = threading.local()
 
 
 def lock_chain(conn: Connection) -> None:
-    """Take the chain's lock for the rest of `conn`'s transaction (SQLite: it holds it already)."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOCK_KEY})")
+    """Take the chain's lock for the rest of `conn`'s transaction (SQLite: it holds it already);
+    once per transaction (the lock stacks: a second take would cost a round trip only)."""
+    if conn.dialect.name != "postgresql":
+        return
+    if not conn.in_transaction():
+        conn.begin()
+    transaction = conn.get_transaction()
+    if conn.info.get(_LOCKED_IN) is transaction:
+        return
+    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOCK_KEY})")
+    conn.info[_LOCKED_IN] = transaction
+
+
+_LOCKED_IN: Final = "piguard_chain_locked_in"  # the transaction that holds the chain's lock
 
 
 class ChainWriter:

@@ -278,11 +278,13 @@ class VaultService:
             raise found
         return found
 
-    def read_many_unrecorded(self, asked: list[ReadAsked]) -> list[PendingRead | PiguardError]:
+    def read_many_unrecorded(
+        self, asked: list[ReadAsked], transactions: Transactions | None = None
+    ) -> list[PendingRead | PiguardError]:
         """`read_unrecorded` of each, in one read transaction (reads batched off an event loop,
-        `batching.LoopBatcher`); for each, its pending read or the error it met (no such
-        subject), so that one does not fail the others."""
-        with self._tx.read() as uow:
+        `batching.LoopBatcher`, on its thread's `transactions`); for each, its pending read or
+        the error it met (no such subject), so that one does not fail the others."""
+        with (transactions or self._tx).read() as uow:
             found = [self._decided(uow.connection, *one) for one in asked]
         # Decided and decrypted once the snapshot is let go: a read waits for its record's
         # commit, and a read transaction held meanwhile keeps SQLite's WAL from being reset.
