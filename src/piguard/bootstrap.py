@@ -175,8 +175,8 @@ def build(
         answers=AnswerCommitter(
             transactions,
             partial(audit.append, seal=False, checked=True),
-            api_keys.live,
-            vault.versions,
+            api_keys.live_query,
+            vault.versions_query,
         ),
         # Reads off the event loop: a batch per read transaction, on one thread.
         reads=LoopBatcher(

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Select
 
 from piguard.audit.ports import AuditDraft, AuditUnavailable
 from piguard.audit.queue import unavailable
-from piguard.audit.writer import lock_chain
+from piguard.audit.writer import locked_reads, pipelined
 from piguard.batching import LoopBatcher
 from piguard.db.uow import Transactions, UnitOfWork
 
@@ -33,10 +33,10 @@ _BATCH_DRAFTS: Final = 5000  # drafts per transaction, at most: one batch of dec
 SubjectVersion = tuple[int, str]
 """A subject's (state version, status): any change of what decisions read about it moves it."""
 
-LiveKeys = Callable[[Connection, set[str]], set[str]]
-"""Of some key ids, those still live (not revoked), read in the given transaction."""
-SubjectVersions = Callable[[Connection, set[str]], dict[str, SubjectVersion]]
-"""Of some subject ids, the current version of each that exists, read in the given transaction."""
+LiveKeys = Callable[[set[str]], Select[tuple[str]]]
+"""Of some key ids, those still live (not revoked): the query."""
+SubjectVersions = Callable[[set[str]], Select[tuple[str, int, str]]]
+"""Of some subject ids, (id, state version, status) of each that exists: the query."""
 Append = Callable[[UnitOfWork, list[AuditDraft]], None]
 """The audit log's `append`: chain and insert in the caller's transaction."""
 
@@ -102,21 +102,26 @@ class AnswerCommitter:
     def _commit(self, batch: list[_Answer]) -> list[object]:
         """One transaction: bases checked, the current ones' records appended, committed."""
         with self._tx.write() as uow:
-            # The chain's lock first: a change that commits its own record (a revocation, a
-            # withdrawal) is then either seen by the checks or chained after these records.
-            lock_chain(uow.connection)
             current = self._current(uow.connection, [basis for basis, _ in batch])
             drafts = [d for (_, ds), ok in zip(batch, current, strict=True) if ok for d in ds]
             if drafts:
-                self._append(uow, drafts)
-                uow.commit()
+                with pipelined(uow.connection):  # the inserts and the commit: one round trip
+                    self._append(uow, drafts)
+                    uow.commit()
         return [None if ok else Stale() for ok in current]
 
     def _current(self, conn: Connection, bases: list[Basis]) -> list[bool]:
+        """Whether each basis holds, read under the chain's lock (`locked_reads`): a change
+        that commits its own record (a revocation, a withdrawal) is then either seen here or
+        chained after these records."""
         keys = {b.key_id for b in bases if b.key_id is not None}
         subjects = {s for b in bases for s, _ in b.subjects}
-        live = self._live_keys(conn, keys) if keys else set()
-        versions = self._versions(conn, subjects) if subjects else {}
+        queries: list[Select[Any]] = [self._live_keys(keys)] if keys else []
+        if subjects:
+            queries.append(self._versions(subjects))
+        found = iter(locked_reads(conn, queries))
+        live = {row[0] for row in next(found)} if keys else set()
+        versions = {row[0]: (row[1], row[2]) for row in next(found)} if subjects else {}
         return [
             (b.key_id is None or b.key_id in live)
             and all(versions.get(s) == v for s, v in b.subjects)

@@ -127,8 +127,8 @@ def _committer(app: Piguard, **bounds: float) -> AnswerCommitter:
     return AnswerCommitter(
         app.transactions,
         app.audit.append,
-        ApiKeys.live,
-        app.vault.versions,
+        ApiKeys.live_query,
+        app.vault.versions_query,
         **bounds,  # type: ignore[arg-type]
     )
 
@@ -237,3 +237,22 @@ def test_s2_a_revocation_committing_while_the_commit_waits_for_the_chain_is_seen
 
     assert isinstance(outcome, Stale)
     assert _written(app) == 0
+
+
+def test_s2_committed_answers_chain_with_every_other_writer_and_verify(app: Piguard) -> None:
+    """The head read with the checks (one round trip on PostgreSQL) is the head the records
+    chain to: batches of answers between records written by the other paths (a read's
+    `record`, refusals queued to ride on the next commit) leave one gapless chain that
+    verifies."""
+    subject, version = _subject(app, 3)
+    basis = Basis(None, ((subject, version),))
+    for round_ in range(3):
+        app.audit.record(_draft(app, f"direct_{round_}"))
+        app.audit.enqueue(_draft(app, f"queued_{round_}"))
+        outcomes = _commit(app.answers, *[(basis, [_draft(app, subject)] * 2)] * 3)
+        assert outcomes == [None, None, None]
+    app.audit.flush(timeout=10)
+
+    report = app.audit.verify()
+    assert report.ok, report
+    assert _written(app) == 3 * (1 + 1 + 6)

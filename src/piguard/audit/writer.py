@@ -13,14 +13,14 @@ Insert-only: nothing here updates or deletes audit rows.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from contextlib import closing
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from itertools import chain
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, Select, insert, select
 
 from piguard.audit.chain import (
     COLUMNS,
@@ -45,6 +45,7 @@ _HEAD: Final = (
     .limit(1)
 )
 _HEAD_SQL: Final = "SELECT seq, hash, at FROM audit_records ORDER BY seq DESC LIMIT 1"
+_LOCK_SQL: Final = f"SELECT pg_advisory_xact_lock({LOCK_KEY})"
 _CHECK_AT: Final = "2000-01-01T00:00:00.000000+00:00"  # any well-formed time, to check a draft
 _checker = threading.local()
 
@@ -59,11 +60,53 @@ def lock_chain(conn: Connection) -> None:
     transaction = conn.get_transaction()
     if conn.info.get(_LOCKED_IN) is transaction:
         return
-    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOCK_KEY})")
+    conn.exec_driver_sql(_LOCK_SQL)
     conn.info[_LOCKED_IN] = transaction
 
 
 _LOCKED_IN: Final = "piguard_chain_locked_in"  # the transaction that holds the chain's lock
+_HEAD_IN: Final = "piguard_chain_head_in"  # (transaction, head row) read with the lock
+
+
+def locked_reads(conn: Connection, queries: Sequence[Select[Any]]) -> list[list[tuple[Any, ...]]]:
+    """Take the chain's lock, then run `queries` (each one's rows) and read the chain's head
+    for the next `ChainWriter.write` in this transaction: what they read was committed before
+    this transaction's place in the chain. On PostgreSQL in one round trip (a pipeline), the
+    queries sent as the driver's own SQL; on SQLite the transaction holds the lock already."""
+    if conn.dialect.name != "postgresql":
+        return [[tuple(row) for row in conn.execute(query)] for query in queries]
+    if not conn.in_transaction():
+        conn.begin()
+    raw = conn.connection.dbapi_connection
+    assert raw is not None  # noqa: S101 - a connection in a transaction has one
+    statements = [(_LOCK_SQL, None), *(_driver_sql(conn, q) for q in queries), (_HEAD_SQL, None)]
+    with raw.pipeline():  # psycopg's
+        cursors = [raw.cursor() for _ in statements]
+        for cursor, (sql, params) in zip(cursors, statements, strict=True):
+            cursor.execute(sql, params)
+    rows = [cursor.fetchall() for cursor in cursors]
+    transaction = conn.get_transaction()
+    conn.info[_LOCKED_IN] = transaction
+    conn.info[_HEAD_IN] = (transaction, rows[-1][0] if rows[-1] else None)
+    return [[tuple(row) for row in found] for found in rows[1:-1]]
+
+
+@contextmanager
+def pipelined(conn: Connection) -> Iterator[None]:
+    """On PostgreSQL, statements sent without waiting for their results until the block's end
+    or a commit in it (one round trip for the chain's inserts and the commit)."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    raw = conn.connection.dbapi_connection
+    assert raw is not None  # noqa: S101 - a checked-out connection has one
+    with raw.pipeline():  # psycopg's
+        yield
+
+
+def _driver_sql(conn: Connection, query: Select[Any]) -> tuple[str, dict[str, Any]]:
+    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    return compiled.string, dict(compiled.params)
 
 
 class ChainWriter:
@@ -103,8 +146,12 @@ class ChainWriter:
         return builder.last_seq, builder.last_hash
 
     def _head(self, conn: Connection) -> tuple[int, str, str]:
-        """The stored head (seq, hash, at), read under the chain's lock; nothing: genesis."""
-        if self._insert is None:
+        """The stored head (seq, hash, at), read under the chain's lock (by `locked_reads`, or
+        now); nothing: genesis."""
+        read = conn.info.pop(_HEAD_IN, None)
+        if read is not None and read[0] is conn.get_transaction():
+            head = read[1]
+        elif self._insert is None:
             head = conn.execute(_HEAD).first()
         else:
             with closing(_cursor(conn)) as cur:
@@ -117,17 +164,12 @@ class ChainWriter:
 
     def _insert_rows(self, conn: Connection, rows: list[Row]) -> None:
         if self._insert is not None:
-            # Multi-row VALUES: one statement step per chunk rather than per row, so the writer
-            # gives up the GIL (to threads that enqueue) 75 times less often; the rest: executemany.
-            chunk, single = self._insert
-            whole = len(rows) - len(rows) % _CHUNK
+            # Multi-row VALUES: one statement per chunk rather than per row, so the writer gives
+            # up the GIL (to threads that enqueue) once a chunk, and PostgreSQL gets one message.
             with closing(_cursor(conn)) as cur:
-                for start in range(0, whole, _CHUNK):
-                    cur.execute(chunk, tuple(chain.from_iterable(rows[start : start + _CHUNK])))
-                if len(rows) - whole == 1:
-                    cur.execute(single, rows[whole])
-                elif whole < len(rows):
-                    cur.executemany(single, rows[whole:])
+                for start in range(0, len(rows), _CHUNK):
+                    part = rows[start : start + _CHUNK]
+                    cur.execute(self._insert(len(part)), tuple(chain.from_iterable(part)))
         else:
             conn.execute(insert(AuditRecordRow), [dict(zip(COLUMNS, r, strict=True)) for r in rows])
 
@@ -219,11 +261,12 @@ def _cursor(conn: Connection) -> Any:
     return raw.cursor()
 
 
-def _insert_sql(engine: Engine) -> tuple[str, str] | None:
-    """INSERTs of `_CHUNK` rows and of one row in the driver's paramstyle (None: use Core)."""
+def _insert_sql(engine: Engine) -> Callable[[int], str] | None:
+    """The INSERT of n rows (1 to `_CHUNK`) in the driver's paramstyle (None: use Core)."""
     mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(engine.dialect.paramstyle)
     if mark is None:
         return None
     row = "(" + ", ".join([mark] * len(COLUMNS)) + ")"
     head = f"INSERT INTO audit_records ({', '.join(COLUMNS)}) VALUES "  # noqa: S608
-    return head + ", ".join([row] * _CHUNK), head + row
+    statements = [head + ", ".join([row] * n) for n in range(_CHUNK + 1)]
+    return statements.__getitem__

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
-from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy import Select, Table, insert, select, update
 
 from piguard.audit.ports import AuditDraft, AuditSink
 from piguard.auth.tables import ApiKeyRow
@@ -192,12 +192,9 @@ class ApiKeys:
         return known[1]
 
     @staticmethod
-    def live(connection: Connection, key_ids: set[str]) -> set[str]:
-        """Of `key_ids`, those not revoked, read in the caller's transaction."""
-        rows = connection.execute(
-            select(_KEYS.c.id).where(_KEYS.c.id.in_(list(key_ids)), _KEYS.c.revoked_at.is_(None))
-        )
-        return {row.id for row in rows}
+    def live_query(key_ids: set[str]) -> Select[tuple[str]]:
+        """Of `key_ids`, those not revoked: the query, one column (the id)."""
+        return select(_KEYS.c.id).where(_KEYS.c.id.in_(list(key_ids)), _KEYS.c.revoked_at.is_(None))
 
     def list_keys(self) -> list[KeyInfo]:
         """Every key, oldest first, without its secret or hash."""

@@ -77,6 +77,13 @@ class SubjectStatus:
         return self.status in GONE
 
 
+def versions_query(subject_ids: Iterable[str]) -> Select[tuple[str, int, str]]:
+    """(id, state version, status) of each of these subjects that exists."""
+    return select(_SUBJECTS.c.id, _SUBJECTS.c.state_version, _SUBJECTS.c.status).where(
+        _SUBJECTS.c.id.in_(list(subject_ids))
+    )
+
+
 def no_such_subject() -> NotFound:
     """Not found, erased and being erased look the same to every caller."""
     return NotFound(LocalText("没有该主体", "no such subject"), field="subject_id")
@@ -109,15 +116,6 @@ class VaultRepository:
             return None, []
         status = SubjectStatus(subject_id, rows[0].status, rows[0].state_version)
         return status, [row for row in rows if row.id is not None]
-
-    def versions(self, subject_ids: Iterable[str]) -> dict[str, tuple[int, str]]:
-        """(state version, status) of each of these subjects that exists."""
-        rows = self._c.execute(
-            select(_SUBJECTS.c.id, _SUBJECTS.c.state_version, _SUBJECTS.c.status).where(
-                _SUBJECTS.c.id.in_(list(subject_ids))
-            )
-        )
-        return {row.id: (row.state_version, row.status) for row in rows}
 
     def state_changed(self, subject_id: str) -> None:
         """Bump the subject's state version: cached decision snapshots of it are stale now."""

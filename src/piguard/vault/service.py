@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, Row
+from sqlalchemy import Connection, Row, Select
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
 from piguard.audit.ports import AuditDraft
@@ -39,7 +39,12 @@ from piguard.vault.crypto import BlindIndex, DataKey, aad_for
 from piguard.vault.erasure import Erasures, SubjectCredentials
 from piguard.vault.identifiers import age_on, birth_date_from_resident_id
 from piguard.vault.keys import DataKeys
-from piguard.vault.repository import SubjectStatus, VaultRepository, no_such_subject
+from piguard.vault.repository import (
+    SubjectStatus,
+    VaultRepository,
+    no_such_subject,
+    versions_query,
+)
 from piguard.vault.states import SubjectStates, birth_date_of
 from piguard.vault.validators import validate
 
@@ -464,9 +469,9 @@ class VaultService:
         return self._states.cached(subject_id)
 
     @staticmethod
-    def versions(connection: Connection, subject_ids: set[str]) -> dict[str, tuple[int, str]]:
-        """(state version, status) of each existing subject of `subject_ids`."""
-        return VaultRepository(connection).versions(subject_ids)
+    def versions_query(subject_ids: set[str]) -> Select[tuple[str, int, str]]:
+        """(id, state version, status) of each existing subject of `subject_ids`: the query."""
+        return versions_query(subject_ids)
 
     def live_state(
         self, connection: Connection, subject_id: str, *, lock: bool = False
