@@ -94,6 +94,7 @@ class Run:
     per_s: float
     p99_ms: float
     errors: int
+    cores_busy: float  # of the machine's cores, busy on anything (server, database, wrk)
 
 
 def minimal_app() -> FastAPI:
@@ -245,6 +246,7 @@ def wrk(load: Load, script: Path, seconds: int) -> Run:
     env = dict(os.environ)
     if load.token is not None:
         env[TOKEN_VARIABLE] = load.token
+    before = _cpu_times()
     done = subprocess.run(  # noqa: S603 - a fixed program and our arguments
         [*command, "--latency", "-s", str(script), load.url],
         capture_output=True,
@@ -263,7 +265,23 @@ def wrk(load: Load, script: Path, seconds: int) -> Run:
         per_s=figures["requests"] / (figures["duration_us"] / 1e6),
         p99_ms=figures["p99_us"] / 1000,
         errors=errors,
+        cores_busy=_busy(before, _cpu_times()),
     )
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(all, idle) jiffies of the machine since boot, from /proc/stat (Linux); (0, 0) without."""
+    try:
+        fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return 0, 0
+    return sum(fields), fields[3] + fields[4]  # idle and iowait
+
+
+def _busy(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """How many cores were busy, on average, between two `_cpu_times` (what limits a run)."""
+    total, idle = after[0] - before[0], after[1] - before[1]
+    return (total - idle) / total * (os.cpu_count() or 1) if total > 0 else float("nan")
 
 
 def measure(load: Load, plan: Plan, directory: Path) -> list[Run]:
@@ -363,6 +381,10 @@ def _p99_median(runs: list[Run]) -> float:
     return statistics.median(r.p99_ms for r in runs)
 
 
+def _busy_median(runs: list[Run]) -> float:
+    return statistics.median(r.cores_busy for r in runs)
+
+
 def run(plan: Plan) -> dict[str, Any]:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install -y wrk")
@@ -380,10 +402,11 @@ def run(plan: Plan) -> dict[str, Any]:
                     found = measure_piguard(setup, workers, plan, log)
                     for path, runs in found.items():
                         results[f"{path}/{name}/{workers}"] = runs
+    cores = os.cpu_count() or 1
     for key, runs in results.items():
         print(
             f"{key:<16} {_median(runs):>9.0f} req/s  p99 {_p99_median(runs):7.1f} ms  "
-            f"errors {sum(r.errors for r in runs)}"
+            f"errors {sum(r.errors for r in runs)}  cores busy {_busy_median(runs):.2f} of {cores}"
         )
     minimal = _median(results["minimal/1"])
     decide = _median(results["decide/sqlite/1"])
@@ -401,9 +424,12 @@ def run(plan: Plan) -> dict[str, Any]:
         "decide_p99_ms": round(_p99_median(results["decide/sqlite/1"]), 1),
         "batch_decisions_per_s": round(_median(results["batch/sqlite/1"]) * BATCH),
         "batch_p99_ms": round(_p99_median(results["batch/sqlite/1"]), 1),
+        "decide_pg_vs_sqlite": round(pg_ratio, 3),
         "two_procs_vs_one_pg": round(
             _median(results["decide/pg/2"]) / _median(results["decide/pg/1"]), 3
         ),
+        "two_procs_vs_one_sqlite": round(sqlite_two, 3),
+        "cores_busy_two_procs_pg": round(_busy_median(results["decide/pg/2"]), 2),
         "errors": sum(r.errors for runs in results.values() for r in runs),
     }
 

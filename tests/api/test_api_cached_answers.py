@@ -19,6 +19,7 @@ from piguard.bootstrap import Piguard, build
 from piguard.kernel.clock import FixedClock
 from piguard.policy.decision import Actor
 from piguard.settings import Settings
+from piguard.web.schemas import ReadOut
 
 AGENT = "customer_service_agent"
 QUESTION = {"action": "read", "purpose": "customer_service", "categories": [PHONE, NAME]}
@@ -306,3 +307,21 @@ def test_s2_a_subject_key_revoked_elsewhere_probing_another_subject_gets_401(api
 
     assert (probe.status_code, read.status_code) == (401, 401)
     assert [r for r in api.records_since(head) if r["detail"].startswith("not_bound")] == []
+
+
+def test_s2_a_read_answer_is_the_read_model_byte_for_byte_on_both_paths(api: Api) -> None:
+    """The read answer is rendered without building `ReadOut` (`views.read_json`): it is the
+    model's own JSON, masked, withheld and clear values and Chinese text included, from the
+    database (first) and from the cache (second) alike."""
+    subject = api.register(new_person())
+    for token, purpose in (
+        (api.token(AGENT), "customer_service"),
+        (api.token("account_service"), "counterparty_view"),
+    ):
+        answers = [_read(api, token, subject, purpose=purpose) for _ in range(2)]
+        for answer in answers:
+            assert answer.status_code == 200, answer.text
+            model = ReadOut.model_validate_json(answer.content)
+            assert answer.content == model.model_dump_json().encode()
+            assert model.values
+        assert answers[0].content == answers[1].content

@@ -131,6 +131,10 @@ def test_s2_the_api_benchmark_sends_no_request_that_fails(database_url: str) -> 
         "decide_p99_ms",
         "batch_decisions_per_s",
         "batch_p99_ms",
+        "decide_pg_vs_sqlite",
         "two_procs_vs_one_pg",
+        "two_procs_vs_one_sqlite",
+        "cores_busy_two_procs_pg",
         "errors",
     }
+    assert 0 < figures["cores_busy_two_procs_pg"] <= (os.cpu_count() or 1) + 0.05

@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse
 from piguard.bootstrap import Piguard
 from piguard.web.contract import Specialiser, document, shapes, vocabulary
 from piguard.web.errors import install_error_handlers
+from piguard.web.lean import LeanRoute
 from piguard.web.middleware import Admission, BodyGuard, LastResort, SecurityHeaders
 from piguard.web.refusals import RefusalAudit
 from piguard.web.routes import (
@@ -65,10 +66,12 @@ def create_app(piguard: Piguard, *, owns_piguard: bool = False) -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json",
     )
+    app.router.route_class = LeanRoute  # a `lean` endpoint skips FastAPI's dependency solving
     app.state.piguard = piguard
     app.state.refusals = refusals
     install_error_handlers(app)
-    routers = (subjects, consents, guardians, privacy_settings, lookup, decide, policy, audit, keys)
+    # The hottest first: a request is matched against the routes in order.
+    routers = (decide, subjects, consents, guardians, privacy_settings, lookup, policy, audit, keys)
     # The schema's enums and shapes: this policy's keys, categories and formats.
     specialise = Specialiser(vocabulary(piguard.policy), shapes(piguard.policy))
     for module in routers:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 
+from pydantic_core import to_json
+
 from piguard.consent.model import ConsentEvent
 from piguard.policy.decision import Actor, Decision
 from piguard.policy.notice import Notice, render_markdown
@@ -56,11 +58,44 @@ def decide_json(
 ) -> bytes:
     """`decide_out` as JSON, rendered once per engine answer and role: the engine hands out the
     same immutable `Decision` for the same case, so most answers are a dictionary lookup."""
-    key = (id(decision), actor.kind, actor.role)
+    return _once(
+        (id(decision), actor.kind, actor.role),
+        decision,
+        lambda: decide_out(decision, actor, reasons(decision)).model_dump_json().encode(),
+    )
+
+
+def read_json(subject_id: str, values: Iterable[StoredValue], decision: Decision) -> bytes:
+    """`ReadOut` as JSON, the same bytes as the model's, without building it: the values by
+    pydantic's own serialiser, the decision's part rendered once per engine answer."""
+    shown = to_json(
+        [
+            {
+                "id": v.id,
+                "category": v.category,
+                "value": v.value.reveal() if v.value is not None else None,
+                "purposes": list(v.purposes),
+                "source": v.source,
+                "collected_at": v.collected_at,
+            }
+            for v in values
+        ]
+    )
+    part = _once((id(decision), None, ""), decision, lambda: _decision_json(decision))
+    return b'{"subject_id":%b,"values":%b,"decision":%b}' % (to_json(subject_id), shown, part)
+
+
+def _decision_json(decision: Decision) -> bytes:
+    return decision_out(decision).model_dump_json().encode()
+
+
+def _once(key: tuple[int, object, str], decision: Decision, render: Callable[[], bytes]) -> bytes:
+    """What `render` gives for this decision, rendered once: the engine hands out the same
+    immutable `Decision` for the same case."""
     hit = _rendered.get(key)
     if hit is not None and hit[0] is decision:  # the id of a decision since freed is not it
         return hit[1]
-    body = decide_out(decision, actor, reasons(decision)).model_dump_json().encode()
+    body = render()
     if len(_rendered) >= _RENDERED:
         _rendered.clear()
     _rendered[key] = (decision, body)

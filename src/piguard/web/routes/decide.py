@@ -28,6 +28,7 @@ from piguard.committer import Basis, Stale, SubjectVersion
 from piguard.policy.decision import Actor, Decision, DecisionRequest, SubjectState
 from piguard.web.contract import CALLER, WRITE, errors
 from piguard.web.deps import SECURED, ApiCallDep, cached_first, check_binding
+from piguard.web.lean import lean
 from piguard.web.schemas import DecideBatchIn, DecideBatchOut, DecideIn, DecideOut
 from piguard.web.views import decide_json
 
@@ -43,6 +44,7 @@ _NO_SUBJECT = SubjectState()
     responses=errors(*CALLER, *WRITE, 404, 409),
     openapi_extra=SECURED,
 )
+@lean
 async def decide(body: DecideIn, request: Request, call: ApiCallDep) -> Response:
     """Decide one request for the caller, on the subject's current state when one is named."""
     piguard = call.piguard
@@ -71,6 +73,7 @@ async def decide(body: DecideIn, request: Request, call: ApiCallDep) -> Response
     responses=errors(*CALLER, *WRITE, 404, 409),
     openapi_extra=SECURED,
 )
+@lean
 async def decide_batch(body: DecideBatchIn, request: Request, call: ApiCallDep) -> Response:
     """Decide 1..1000 requests for the caller, in order, each audited as `POST /v1/decide`
     audits one; the answer leaves once every record is committed. The body may be up to

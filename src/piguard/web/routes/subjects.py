@@ -23,6 +23,7 @@ from piguard.web.deps import (
     cached_first,
     check_binding,
 )
+from piguard.web.lean import lean
 from piguard.web.schemas import (
     CategoryList,
     CollectIn,
@@ -35,7 +36,7 @@ from piguard.web.schemas import (
     UpdateIn,
     ValueIdsOut,
 )
-from piguard.web.views import decision_out, values_out
+from piguard.web.views import read_json
 
 router = APIRouter(prefix="/v1/subjects", tags=["subjects"])
 
@@ -85,6 +86,7 @@ def register(body: RegisterIn, caller: CallerDep, piguard: PiguardDep) -> Regist
     responses=errors(*CALLER, 404, 409, 422),
     openapi_extra=SECURED,
 )
+@lean
 async def read(
     subject_id: SubjectId,
     purpose: Purpose,
@@ -125,12 +127,8 @@ async def read(
 
 def _read_out(result: ReadResult) -> Response:
     """The answer as JSON, built once: FastAPI would validate the model a second time."""
-    answer = ReadOut(
-        subject_id=result.subject_id,
-        values=values_out(result.values),
-        decision=decision_out(result.decision),
-    )
-    return Response(answer.model_dump_json(), media_type="application/json")
+    body = read_json(result.subject_id, result.values, result.decision)
+    return Response(body, media_type="application/json")
 
 
 @router.post(

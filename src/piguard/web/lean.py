@@ -1,0 +1,156 @@
+"""The hottest routes called without FastAPI's per-request machinery, for the inputs it accepts.
+
+FastAPI still declares these routes: their schema, models and errors are its. A route whose
+endpoint is marked `lean` gets its arguments here, straight from the request: the caller (the
+`api_call` dependency, called as FastAPI would), the path and query parameters (FastAPI's own
+field validation), and the JSON body (its model's `model_validate_json`: parsed and validated in
+one pass of pydantic's core). Whatever this does not accept as it is (a missing or invalid
+parameter, an empty body, JSON the model refuses) goes to FastAPI's own handler, which answers it
+with exactly the error it always gives. So the answer to every request is the one FastAPI would
+give; a valid request only skips dependency solving and the second parse of its body, a fifth
+of a decision's time (bench/api.py).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import request_params_to_args
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import request_response
+
+LEAN: Final = "__piguard_lean__"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def lean(endpoint: F) -> F:
+    """Mark an endpoint to be called by `LeanRoute`'s handler (kept by `functools.wraps`)."""
+    setattr(endpoint, LEAN, True)
+    return endpoint
+
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+class LeanRoute(APIRoute):
+    """An APIRoute that calls a `lean` endpoint with arguments taken from the request directly,
+    and hands every request it does not take as it is to FastAPI's handler.
+
+    Served as Starlette serves a plain route: FastAPI's wrapper opens two exit stacks per
+    request for dependencies with `yield`, which a lean endpoint does not have; they are opened
+    for FastAPI's handler when it answers."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        if getattr(self.endpoint, LEAN, False):
+            if kwargs.get("max_body_size") is not None:
+                raise TypeError("a lean route's body limit is the app's (middleware.BodyGuard)")
+            self.app = request_response(self._lean_handler(self.get_route_handler()))
+
+    def _lean_handler(self, full: Handler) -> Handler:
+        arguments = _Arguments.of(self.dependant)
+        endpoint = self.dependant.call
+        assert endpoint is not None  # noqa: S101 - a route's dependant has its endpoint
+
+        async def handler(request: Request) -> Response:
+            kwargs = await arguments.taken(request)
+            if kwargs is not None:
+                answer: Response = await endpoint(**kwargs)
+                return answer
+            scope = request.scope  # FastAPI's handler finds its exit stacks here
+            async with AsyncExitStack() as request_stack:
+                scope["fastapi_inner_astack"] = request_stack
+                async with AsyncExitStack() as function_stack:
+                    scope["fastapi_function_astack"] = function_stack
+                    return await full(request)
+
+        return handler
+
+
+@dataclass(frozen=True)
+class _Arguments:
+    """How a lean endpoint's arguments come from a request."""
+
+    dependant: Dependant
+    request_name: str | None
+    callers: tuple[tuple[str, Callable[[Request], Awaitable[Any]]], ...]
+    body: tuple[str, type[BaseModel]] | None
+
+    @classmethod
+    def of(cls, dependant: Dependant) -> _Arguments:
+        """What the endpoint takes; TypeError (at start-up) for anything this does not handle."""
+        if not inspect.iscoroutinefunction(dependant.call):
+            raise TypeError("a lean endpoint is async: it runs on the event loop")
+        if dependant.header_params or dependant.cookie_params or len(dependant.body_params) > 1:
+            raise TypeError("a lean endpoint takes no header, cookie or second body parameter")
+        callers = tuple(_request_only(d) for d in dependant.dependencies)
+        body = None
+        if dependant.body_params:
+            field = dependant.body_params[0]
+            model = field.field_info.annotation
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                raise TypeError("a lean endpoint's body is one pydantic model")
+            body = (field.name, model)
+        return cls(dependant, dependant.request_param_name, callers, body)
+
+    async def taken(self, request: Request) -> dict[str, Any] | None:
+        """The endpoint's arguments; None when FastAPI must answer (invalid input). The caller
+        first, as FastAPI solves it first: a bad key is a 401 whatever the rest is."""
+        kwargs: dict[str, Any] = {}
+        if self.request_name is not None:
+            kwargs[self.request_name] = request
+        for name, call in self.callers:
+            kwargs[name] = await call(request)
+        for fields, received in (
+            (self.dependant.path_params, request.path_params),
+            (self.dependant.query_params, request.query_params),
+        ):
+            values, errors = request_params_to_args(fields, received)
+            if errors:
+                return None
+            kwargs.update(values)
+        if self.body is not None:
+            raw = await request.body()
+            if not raw:
+                return None
+            name, model = self.body
+            try:
+                kwargs[name] = model.model_validate_json(raw)
+            except ValidationError:
+                return None
+        return kwargs
+
+
+def _request_only(dependency: Dependant) -> tuple[str, Callable[[Request], Awaitable[Any]]]:
+    """A dependency that takes the request alone and is awaited (`deps.api_call`)."""
+    call = dependency.call
+    takes_only_the_request = not (
+        dependency.path_params
+        or dependency.query_params
+        or dependency.header_params
+        or dependency.cookie_params
+        or dependency.body_params
+        or dependency.dependencies
+    )
+    if (
+        call is None
+        or dependency.name is None
+        or dependency.request_param_name is None
+        or not takes_only_the_request
+        or not inspect.iscoroutinefunction(call)
+    ):
+        raise TypeError("a lean endpoint's dependencies take the request alone and are async")
+    request_name = dependency.request_param_name
+
+    async def called(request: Request) -> Any:
+        return await call(**{request_name: request})
+
+    return dependency.name, called
