@@ -18,14 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
-from sqlalchemy import Connection, Select
+from sqlalchemy import Connection
 
 from piguard.audit.ports import AuditDraft, AuditUnavailable
 from piguard.audit.queue import unavailable
 from piguard.audit.writer import locked_reads, pipelined
 from piguard.batching import LoopBatcher
+from piguard.db.in_lists import Bound
 from piguard.db.uow import Transactions, UnitOfWork
 
 _BATCH_DRAFTS: Final = 5000  # drafts per transaction, at most: one batch of decisions fits
@@ -33,9 +34,9 @@ _BATCH_DRAFTS: Final = 5000  # drafts per transaction, at most: one batch of dec
 SubjectVersion = tuple[int, str]
 """A subject's (state version, status): any change of what decisions read about it moves it."""
 
-LiveKeys = Callable[[set[str]], Select[tuple[str]]]
+LiveKeys = Callable[[set[str]], Bound]
 """Of some key ids, those still live (not revoked): the query."""
-SubjectVersions = Callable[[set[str]], Select[tuple[str, int, str]]]
+SubjectVersions = Callable[[set[str]], Bound]
 """Of some subject ids, (id, state version, status) of each that exists: the query."""
 Append = Callable[[UnitOfWork, list[AuditDraft]], None]
 """The audit log's `append`: chain and insert in the caller's transaction."""
@@ -116,7 +117,7 @@ class AnswerCommitter:
         chained after these records."""
         keys = {b.key_id for b in bases if b.key_id is not None}
         subjects = {s for b in bases for s, _ in b.subjects}
-        queries: list[Select[Any]] = [self._live_keys(keys)] if keys else []
+        queries = [self._live_keys(keys)] if keys else []
         if subjects:
             queries.append(self._versions(subjects))
         found = iter(locked_reads(conn, queries))

@@ -35,6 +35,7 @@ from piguard.audit.chain import (
 )
 from piguard.audit.ports import AuditDraft
 from piguard.audit.tables import AuditRecordRow
+from piguard.db.in_lists import Bound
 from piguard.kernel.clock import Clock
 
 LOCK_KEY: Final = 0x5049_4755_4152_4400  # "PIGUARD\0": the chain's advisory lock on PostgreSQL
@@ -68,18 +69,22 @@ _LOCKED_IN: Final = "piguard_chain_locked_in"  # the transaction that holds the 
 _HEAD_IN: Final = "piguard_chain_head_in"  # (transaction, head row) read with the lock
 
 
-def locked_reads(conn: Connection, queries: Sequence[Select[Any]]) -> list[list[tuple[Any, ...]]]:
+def locked_reads(conn: Connection, queries: Sequence[Bound]) -> list[list[tuple[Any, ...]]]:
     """Take the chain's lock, then run `queries` (each one's rows) and read the chain's head
     for the next `ChainWriter.write` in this transaction: what they read was committed before
     this transaction's place in the chain. On PostgreSQL in one round trip (a pipeline), the
     queries sent as the driver's own SQL; on SQLite the transaction holds the lock already."""
     if conn.dialect.name != "postgresql":
-        return [[tuple(row) for row in conn.execute(query)] for query in queries]
+        return [[tuple(row) for row in conn.execute(*query)] for query in queries]
     if not conn.in_transaction():
         conn.begin()
     raw = conn.connection.dbapi_connection
     assert raw is not None  # noqa: S101 - a connection in a transaction has one
-    statements = [(_LOCK_SQL, None), *(_driver_sql(conn, q) for q in queries), (_HEAD_SQL, None)]
+    statements = [
+        (_LOCK_SQL, None),
+        *((_driver_sql(conn, query), params) for query, params in queries),
+        (_HEAD_SQL, None),
+    ]
     with raw.pipeline():  # psycopg's
         cursors = [raw.cursor() for _ in statements]
         for cursor, (sql, params) in zip(cursors, statements, strict=True):
@@ -104,9 +109,21 @@ def pipelined(conn: Connection) -> Iterator[None]:
         yield
 
 
-def _driver_sql(conn: Connection, query: Select[Any]) -> tuple[str, dict[str, Any]]:
-    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    return compiled.string, dict(compiled.params)
+def _driver_sql(conn: Connection, query: Select[Any]) -> str:
+    """The statement as the driver's SQL (named parameters), compiled once per statement: the
+    statements come from `db.in_lists`, a few fixed ones."""
+    known = _compiled.get(id(query))
+    if known is not None and known[0] is query:
+        return known[1]
+    sql = query.compile(dialect=conn.dialect).string
+    if len(_compiled) >= _COMPILED:
+        _compiled.clear()
+    _compiled[id(query)] = (query, sql)
+    return sql
+
+
+_COMPILED: Final = 512
+_compiled: dict[int, tuple[Select[Any], str]] = {}
 
 
 class ChainWriter:

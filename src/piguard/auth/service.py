@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
-from sqlalchemy import Select, Table, insert, select, update
+from sqlalchemy import BindParameter, Select, Table, insert, select, update
 
 from piguard.audit.ports import AuditDraft, AuditSink
 from piguard.auth.tables import ApiKeyRow
+from piguard.db.in_lists import Bound, in_list
 from piguard.db.uow import Transactions, UnitOfWork
 from piguard.kernel.clock import Clock
 from piguard.kernel.errors import InvalidInput, NotFound, Unauthenticated
@@ -36,6 +37,12 @@ _KEYS = cast(Table, ApiKeyRow.__table__)
 DEFAULT_DAYS: Final = {ActorKind.SUBJECT: 30}
 DEFAULT_OTHER_DAYS: Final = 90
 MAX_DAYS: Final = 366
+
+
+def _live_keys(ids: tuple[BindParameter[Any], ...]) -> Select[tuple[str]]:
+    return select(_KEYS.c.id).where(_KEYS.c.id.in_(ids), _KEYS.c.revoked_at.is_(None))
+
+
 _KNOWN_KEYS: Final = 10_000  # keys remembered for `cached`
 
 
@@ -192,9 +199,9 @@ class ApiKeys:
         return known[1]
 
     @staticmethod
-    def live_query(key_ids: set[str]) -> Select[tuple[str]]:
+    def live_query(key_ids: set[str]) -> Bound:
         """Of `key_ids`, those not revoked: the query, one column (the id)."""
-        return select(_KEYS.c.id).where(_KEYS.c.id.in_(list(key_ids)), _KEYS.c.revoked_at.is_(None))
+        return in_list(_live_keys, "k", key_ids)
 
     def list_keys(self) -> list[KeyInfo]:
         """Every key, oldest first, without its secret or hash."""

@@ -6,13 +6,14 @@ building and compiling a statement costs more than running it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import (
+    BindParameter,
     Connection,
     Row,
     Select,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     update,
 )
 
+from piguard.db.in_lists import Bound, in_list
 from piguard.kernel.errors import NotFound
 from piguard.kernel.text import LocalText
 from piguard.vault.tables import BlindIndexRow, SubjectRow, ValueRow
@@ -77,10 +79,14 @@ class SubjectStatus:
         return self.status in GONE
 
 
-def versions_query(subject_ids: Iterable[str]) -> Select[tuple[str, int, str]]:
+def versions_query(subject_ids: Collection[str]) -> Bound:
     """(id, state version, status) of each of these subjects that exists."""
+    return in_list(_versions, "s", subject_ids)
+
+
+def _versions(ids: tuple[BindParameter[Any], ...]) -> Select[tuple[str, int, str]]:
     return select(_SUBJECTS.c.id, _SUBJECTS.c.state_version, _SUBJECTS.c.status).where(
-        _SUBJECTS.c.id.in_(list(subject_ids))
+        _SUBJECTS.c.id.in_(ids)
     )
 
 

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, Row, Select
+from sqlalchemy import Connection, Row
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
 from piguard.audit.ports import AuditDraft
 from piguard.consent.model import ConsentEvent, ConsentEventKind, Guardianship
 from piguard.consent.repository import ConsentRepository
+from piguard.db.in_lists import Bound
 from piguard.db.uow import Transactions
 from piguard.enforcement import Enforcer
 from piguard.kernel.clock import Clock
@@ -469,7 +470,7 @@ class VaultService:
         return self._states.cached(subject_id)
 
     @staticmethod
-    def versions_query(subject_ids: set[str]) -> Select[tuple[str, int, str]]:
+    def versions_query(subject_ids: set[str]) -> Bound:
         """(id, state version, status) of each existing subject of `subject_ids`: the query."""
         return versions_query(subject_ids)
 
