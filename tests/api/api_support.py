@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 import httpx
 import uvicorn
@@ -168,6 +168,7 @@ class Api:
     base_url: str
     piguard: Piguard
     var_dir: Path
+    app: Any = None  # the served ASGI app, where a test looks at its routes
     _clients: dict[str, PiguardClient] = field(default_factory=dict)
 
     def client(self, token: str | None) -> PiguardClient:
@@ -312,8 +313,9 @@ def running_api(var_dir: Path, clock: Clock | None = None, **settings: object) -
 
     piguard = build(Settings(dev=True, var_dir=var_dir, **settings), clock=clock)  # type: ignore[arg-type]
     try:
-        with serve(create_app(piguard)) as base_url:
-            running = Api(base_url, piguard, var_dir)
+        app = create_app(piguard)
+        with serve(app) as base_url:
+            running = Api(base_url, piguard, var_dir, app)
             try:
                 yield running
             finally:

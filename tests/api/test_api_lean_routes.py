@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
 from api_support import NAME, PHONE, Api, new_person, serve
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Query
 from fastapi.routing import APIRoute
 
 import piguard.web.app as web_app
@@ -101,6 +101,19 @@ def _cases(subject: str) -> Iterator[tuple[str, str, Send]]:
     yield "read unknown category", read, _get({"purpose": "customer_service", "categories": "x"})
     yield "read two purposes", read, _get([("purpose", "customer_service"), ("purpose", "x")])
     yield "read long case", read, _get({"purpose": "customer_service", "case_reference": "c" * 999})
+    yield (
+        "read two categories",
+        read,
+        _get([("purpose", "customer_service"), ("categories", PHONE), ("categories", NAME)]),
+    )
+    yield "read empty category", read, _get([("purpose", "customer_service"), ("categories", "")])
+    yield "read unknown parameter", read, _get({"purpose": "customer_service", "x": "1"})
+    yield "read purpose in capitals", read, _get({"purpose": "CUSTOMER_SERVICE"})
+    yield (
+        "read case and authority",
+        read,
+        _get({"purpose": "customer_service", "case_reference": "CASE-1", "authority": "court"}),
+    )
     yield "read bad subject", "/v1/subjects/a..b", _get({"purpose": "customer_service"})
     yield "read unknown subject", "/v1/subjects/nobody", _get({"purpose": "customer_service"})
 
@@ -123,6 +136,28 @@ def test_s2_lean_routes_answer_every_request_as_fastapi_does(api: Api, plain_url
             for _ in range(2):  # the second from the caches the first filled
                 got, expected = send(lean_client, path, token), send(plain_client, path, token)
                 assert _answer(got) == _answer(expected), name
+
+
+def _declined(api: Api) -> int:
+    app = api.app
+    return sum(r.declined for r in app.router.routes if isinstance(r, LeanRoute))
+
+
+def test_s2_valid_requests_take_the_lean_path_and_only_invalid_ones_are_handed_over(
+    api: Api,
+) -> None:
+    subject = api.register(new_person())
+    token = api.token(AGENT)
+    with httpx.Client(base_url=api.base_url, timeout=30) as client:
+        before = _declined(api)
+        for name, path, send in _cases(subject):
+            answer = send(client, path, token)
+            if name in ("decide valid", "batch valid", "read valid", "read two categories"):
+                assert answer.status_code == 200, name
+                assert _declined(api) == before, name
+            if name in ("decide unknown_purpose", "read no purpose", "decide empty_body"):
+                assert _declined(api) > before, name
+            before = _declined(api)
 
 
 def test_s2_lean_routes_refuse_a_bad_key_before_anything_else(api: Api) -> None:
@@ -156,5 +191,11 @@ def test_s2_a_lean_endpoint_that_lean_cannot_serve_fails_at_start_up() -> None:
 
     with pytest.raises(TypeError, match="header"):
         router.add_api_route("/header", lean(header_endpoint))
+
+    async def list_endpoint(x: Annotated[list[str], Query()]) -> dict[str, list[str]]:
+        return {"x": x}
+
+    with pytest.raises(TypeError, match="single"):
+        router.add_api_route("/list", lean(list_endpoint))
     router.add_api_route("/query", lean(with_query))  # query parameters are served
     assert isinstance(router.routes[-1], LeanRoute)

@@ -14,13 +14,15 @@ of a decision's time (bench/api.py).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
+from copy import deepcopy
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from types import UnionType
+from typing import Annotated, Any, Final, TypeVar, Union, get_args, get_origin
 
+from fastapi._compat import ModelField
 from fastapi.dependencies.models import Dependant
-from fastapi.dependencies.utils import request_params_to_args
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -48,6 +50,9 @@ class LeanRoute(APIRoute):
     request for dependencies with `yield`, which a lean endpoint does not have; they are opened
     for FastAPI's handler when it answers."""
 
+    declined = 0
+    """Requests handed to FastAPI's handler (invalid input): for the tests and the curious."""
+
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
         if getattr(self.endpoint, LEAN, False):
@@ -65,6 +70,7 @@ class LeanRoute(APIRoute):
             if kwargs is not None:
                 answer: Response = await endpoint(**kwargs)
                 return answer
+            self.declined += 1
             scope = request.scope  # FastAPI's handler finds its exit stacks here
             async with AsyncExitStack() as request_stack:
                 scope["fastapi_inner_astack"] = request_stack
@@ -79,7 +85,7 @@ class LeanRoute(APIRoute):
 class _Arguments:
     """How a lean endpoint's arguments come from a request."""
 
-    dependant: Dependant
+    params: tuple[_Param, ...]
     request_name: str | None
     callers: tuple[tuple[str, Callable[[Request], Awaitable[Any]]], ...]
     body: tuple[str, type[BaseModel]] | None
@@ -99,7 +105,12 @@ class _Arguments:
             if not (isinstance(model, type) and issubclass(model, BaseModel)):
                 raise TypeError("a lean endpoint's body is one pydantic model")
             body = (field.name, model)
-        return cls(dependant, dependant.request_param_name, callers, body)
+        params = tuple(
+            _Param.of(field, kind)
+            for kind, fields in (("path", dependant.path_params), ("query", dependant.query_params))
+            for field in fields
+        )
+        return cls(params, dependant.request_param_name, callers, body)
 
     async def taken(self, request: Request) -> dict[str, Any] | None:
         """The endpoint's arguments; None when FastAPI must answer (invalid input). The caller
@@ -109,14 +120,11 @@ class _Arguments:
             kwargs[self.request_name] = request
         for name, call in self.callers:
             kwargs[name] = await call(request)
-        for fields, received in (
-            (self.dependant.path_params, request.path_params),
-            (self.dependant.query_params, request.query_params),
-        ):
-            values, errors = request_params_to_args(fields, received)
-            if errors:
+        for param in self.params:
+            value = param.taken(request)
+            if value is _INVALID:
                 return None
-            kwargs.update(values)
+            kwargs[param.name] = value
         if self.body is not None:
             raw = await request.body()
             if not raw:
@@ -127,6 +135,53 @@ class _Arguments:
             except ValidationError:
                 return None
         return kwargs
+
+
+_INVALID: Final = object()  # a parameter FastAPI must answer for
+
+
+@dataclass(frozen=True)
+class _Param:
+    """A path or query parameter, taken as FastAPI takes a single value (the last occurrence),
+    validated by FastAPI's own field: its value, its default when missing, or invalid."""
+
+    name: str
+    alias: str
+    kind: str
+    field: ModelField
+
+    @classmethod
+    def of(cls, field: ModelField, kind: str) -> _Param:
+        info = field.field_info
+        annotation = info.annotation
+        if (
+            info.validation_alias is not None
+            or (isinstance(annotation, type) and issubclass(annotation, BaseModel))
+            or _is_sequence(annotation)
+        ):
+            raise TypeError("a lean endpoint's parameters are single plain values, named plainly")
+        return cls(field.name, field.alias, kind, field)
+
+    def taken(self, request: Request) -> Any:
+        params = request.path_params if self.kind == "path" else request.query_params
+        value: Any = params.get(self.alias)
+        if value is None:
+            info = self.field.field_info
+            if info.is_required() or info.validate_default:
+                return _INVALID  # FastAPI's "missing" error, or its validation of the default
+            return deepcopy(self.field.default)
+        checked, errors = self.field.validate(value, {}, loc=(self.kind, self.alias))
+        return _INVALID if errors else checked
+
+
+def _is_sequence(annotation: Any) -> bool:
+    """A list, tuple, set or sequence, optional or annotated or not."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _is_sequence(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        return any(_is_sequence(a) for a in get_args(annotation) if a is not type(None))
+    return origin in (list, tuple, set, frozenset, Sequence)
 
 
 def _request_only(dependency: Dependant) -> tuple[str, Callable[[Request], Awaitable[Any]]]:
