@@ -76,10 +76,7 @@ def locked_reads(conn: Connection, queries: Sequence[Bound]) -> list[list[tuple[
     queries sent as the driver's own SQL; on SQLite the transaction holds the lock already."""
     if conn.dialect.name != "postgresql":
         return [[tuple(row) for row in conn.execute(*query)] for query in queries]
-    if not conn.in_transaction():
-        conn.begin()
-    raw = conn.connection.dbapi_connection
-    assert raw is not None  # noqa: S101 - a connection in a transaction has one
+    raw = _raw(conn)
     statements = [
         (_LOCK_SQL, None),
         *((_driver_sql(conn, query), params) for query, params in queries),
@@ -103,9 +100,7 @@ def pipelined(conn: Connection) -> Iterator[None]:
     if conn.dialect.name != "postgresql":
         yield
         return
-    raw = conn.connection.dbapi_connection
-    assert raw is not None  # noqa: S101 - a checked-out connection has one
-    with raw.pipeline():  # psycopg's
+    with _raw(conn).pipeline():  # psycopg's
         yield
 
 
@@ -271,11 +266,17 @@ def _cursor(conn: Connection) -> Any:
     """A cursor of the driver's connection under `conn`, inside its transaction. The chain's
     statements carry text and integers only: SQLAlchemy's per-statement work (type processing,
     result wrapping) would cost more than the SQL on this hot path."""
-    if not conn.in_transaction():  # the driver must not run it in autocommit, outside the unit
+    return _raw(conn).cursor()
+
+
+def _raw(conn: Connection) -> Any:
+    """The driver's connection under `conn`, in `conn`'s transaction (begun now if need be: the
+    driver must not run a statement in autocommit, outside the unit)."""
+    if not conn.in_transaction():
         conn.begin()
     raw = conn.connection.dbapi_connection
     assert raw is not None  # noqa: S101 - a connection in a transaction has one
-    return raw.cursor()
+    return raw
 
 
 def _insert_sql(engine: Engine) -> Callable[[int], str] | None:

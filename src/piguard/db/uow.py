@@ -141,7 +141,7 @@ class Transactions:
         self._writing = engine.execution_options(**{READONLY: False})
 
     def write(self) -> UnitOfWork:
-        return UnitOfWork(self._writing if self._held else self.engine, self._held)
+        return UnitOfWork(self._writing, self._held)
 
     def read(self) -> UnitOfWork:
         return UnitOfWork(self._readonly, self._held)
